@@ -60,6 +60,10 @@ def compact_traceback():
     return frames[-1], exc_type, exc_value, info
 
 
+def _owner_closed():
+    """The callback of a timer whose channel has closed (it no longer fires for it)."""
+
+
 class Dispatcher:
     """A channel on the reactor: subclass it and override the ``handle_*`` methods.
 
@@ -261,7 +265,14 @@ class Dispatcher:
         if self._timers:
             for timer in list(self._timers):
                 timer.cancel()
+                # A cancelled timer waits in the heap until its deadline, and its callback
+                # and args refer to this channel: drop them, so a closed channel is freed at
+                # once by refcounting, neither kept alive by the heap nor left to the cyclic GC.
+                timer.callback = _owner_closed
+                timer.args = ()
+                timer.owner = None
             self._timers = None
+        self._idle = None
         if self.socket is not None:
             try:
                 self.socket.close()

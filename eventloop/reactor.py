@@ -171,6 +171,7 @@ class Reactor:
         self._thread_lock = threading.Lock()
         self._want_wakeup = wakeup
         self._waker = None
+        self._waker_fd = None
         if trace is None:
             trace = os.environ.get("EVENTLOOP_TRACE", "") not in ("", "0")
         self.trace = bool(trace)
@@ -197,6 +198,7 @@ class Reactor:
         r.setblocking(False)
         w.setblocking(False)
         self._waker = (r, w)
+        self._waker_fd = r.fileno()
         self._poller.register(r.fileno(), READ)
 
     def _wake(self):
@@ -223,6 +225,7 @@ class Reactor:
             for s in self._waker:
                 s.close()
             self._waker = None
+            self._waker_fd = None
         self._registered.clear()
         self._polled.clear()
         self._always_ready.clear()
@@ -232,6 +235,7 @@ class Reactor:
         """In a forked child: the poller and waker belong to the parent; start afresh."""
         self._poller = None
         self._waker = None
+        self._waker_fd = None
         self._registered.clear()
         self._polled.clear()
         self._always_ready.clear()
@@ -348,22 +352,26 @@ class Reactor:
                 # Hang-up or error with nothing readable/writable to report it through
                 # (with either, the handler's recv/send sees the error itself, as with select).
                 obj.handle_close()
-        except (BlockingIOError, InterruptedError):
-            pass                                      # spurious readiness: the next pass retries
-        except OSError as exc:
-            if exc.errno in DISCONNECTED:
-                obj.handle_close()
-            else:
-                obj.handle_error()
-        except RERAISED:
-            raise
-        except Exception:
-            obj.handle_error()
+        except Exception as exc:
+            self._handler_failed(obj, exc)
         if bits != READ and self._observed:
             # A write-ready channel that forgot interest_changed() would be woken again and
             # again; re-examining it after such events keeps that from becoming a busy loop.
             # Read events need no check: without input they do not recur.
             self._dirty.add(fd)
+
+    @staticmethod
+    def _handler_failed(obj, exc):
+        """What asyncore's readwrite() does with an exception from a handler (called while
+        it is being handled, so ``raise`` re-raises it)."""
+        if isinstance(exc, (BlockingIOError, InterruptedError)):
+            return                                    # spurious readiness: the next pass retries
+        if isinstance(exc, RERAISED):
+            raise
+        if isinstance(exc, OSError) and exc.errno in DISCONNECTED:
+            obj.handle_close()
+        else:
+            obj.handle_error()
 
     def _trace_dispatch(self, obj, fd, bits):
         for bit in (READ, WRITE, URGENT, CLOSED):
@@ -375,15 +383,16 @@ class Reactor:
     def run_once(self, timeout=None):
         """One pass: wait for I/O (at most ``timeout`` seconds, None: until something happens),
         dispatch it, fire the timers then due, run the callbacks then queued."""
-        self._sync()
+        if self._dirty or self._polled or not self._observed:
+            self._sync()
         if self._ready or self._always_ready:
             timeout = 0.0
-        else:
+        elif self._timers.active:
             deadline = self._timers.next_deadline()
             if deadline is not None:
                 wait = max(deadline - self.clock(), 0.0)
                 timeout = wait if timeout is None or wait < timeout else timeout
-        poller = self.poller
+        poller = self._poller or self.poller
         if timeout is None and not self._registered and self._waker is None:
             raise RuntimeError("run_once(None) would block forever: nothing to wait for")
         events = poller.poll(timeout)
@@ -394,7 +403,8 @@ class Reactor:
         registered = self._registered
         cmap = self.map
         dispatch = self._trace_dispatch if self.trace else self._dispatch
-        waker_fd = self._waker[0].fileno() if self._waker is not None else None
+        fast = not self.trace
+        waker_fd = self._waker_fd
         for fd, bits in events:
             entry = registered.get(fd)
             if entry is None:
@@ -407,6 +417,13 @@ class Reactor:
             else:
                 obj = entry[0]
                 if cmap.get(fd) is not obj:
+                    continue
+                if bits == READ and fast:
+                    # The common case, _dispatch() inlined: input for a registered channel.
+                    try:
+                        obj.handle_read_event()
+                    except Exception as exc:
+                        self._handler_failed(obj, exc)
                     continue
             dispatch(obj, fd, bits)
 
@@ -422,9 +439,10 @@ class Reactor:
 
         # Phase 3: callbacks queued before this phase began.
         ready = self._ready
-        for _ in range(len(ready)):
-            item = ready.popleft()
-            self._run_callback(item.callback, item.args)
+        if ready:
+            for _ in range(len(ready)):
+                item = ready.popleft()
+                self._run_callback(item.callback, item.args)
 
     def _run_callback(self, callback, args):
         try:

@@ -280,3 +280,63 @@ def test_a_reset_peer_closes_the_channel_quietly(code, caplog):
     t = drive(Doomed, [b"one\n", b"two\n"])
     assert t.closed and t.sent == b""
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+# ------------------------------------------------------------- overridden hooks
+# handle_read() and push() call the socket directly unless a subclass overrides recv(),
+# send() or get_terminator(); an override must still be honoured on every path.
+class Upper(Echo):
+    """Transforms input in recv() and output in send(): both overrides must be used."""
+
+    def recv(self, buffer_size):
+        return Echo.recv(self, buffer_size).upper()
+
+    def send(self, data):
+        return Echo.send(self, bytes(data).replace(b"A", b"4"))
+
+
+@given(st.data(), st.integers(1, 8))
+def test_overridden_recv_and_send_see_every_byte(data, send_limit):
+    lines = data.draw(st.lists(byte_streams(alphabet=b"ab", max_size=12), max_size=6))
+    stream = b"".join(line + b"\n" for line in lines)
+    t = drive(Upper, data.draw(chunkings(stream)), send_limit=send_limit)
+    assert t.sent == stream.upper().replace(b"A", b"4")
+
+
+class SwitchingTerminator(Recorder):
+    """get_terminator() overridden: records alternate between ';' and ',' terminators."""
+
+    def get_terminator(self):
+        return b";" if len(self.records) % 2 == 0 else b","
+
+
+@given(st.data())
+def test_overridden_get_terminator_is_asked_for_every_record(data):
+    stream = data.draw(byte_streams(alphabet=b";,x", max_size=60))
+    t = drive(SwitchingTerminator, data.draw(chunkings(stream)))
+    expected, rest, want = [], stream, b";"
+    while want in rest:
+        record, rest = rest.split(want, 1)
+        expected.append(record)
+        want = b"," if want == b";" else b";"
+    assert t.channel.records == expected
+    assert t.channel.rest == rest
+
+
+class PutBack(Recorder):
+    """found_terminator() puts input back through ac_in_buffer, once."""
+
+    first_terminator = b"\n"
+    put_back = b"again\n"
+
+    def found_terminator(self):
+        Recorder.found_terminator(self)
+        if len(self.records) == 1:
+            self.ac_in_buffer = self.put_back + self.ac_in_buffer
+
+
+@given(st.data())
+def test_input_put_back_by_a_handler_is_framed_next(data):
+    stream = b"first\n" + data.draw(byte_streams(alphabet=b"ab\n", max_size=30))
+    t = drive(PutBack, data.draw(chunkings(stream)))
+    assert t.channel.records == [b"first", b"again"] + stream[6:].split(b"\n")[:-1]

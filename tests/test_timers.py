@@ -216,3 +216,29 @@ def test_call_every_rejects_a_non_positive_interval():
     reactor = memory_reactor()
     with pytest.raises(ValueError):
         reactor.call_every(0, print)
+
+
+def test_a_closed_channel_with_pending_timers_is_freed_without_the_cyclic_gc():
+    """Cancelled timers stay in the heap until their deadline; they must not keep the closed
+    channel alive in a reference cycle (a server closing many connections would pay the
+    cyclic GC for each)."""
+    import gc
+    import weakref
+
+    from eventloop import Dispatcher
+    from eventloop.testing import memory_socketpair
+
+    reactor = memory_reactor()
+    ours, theirs = memory_socketpair()
+    chan = Dispatcher(ours, reactor.map)
+    chan.call_later(60, chan.close)
+    chan.set_idle_timeout(30)
+    gone = weakref.ref(chan)
+    gc.disable()
+    try:
+        chan.close()
+        del chan
+        assert gone() is None, "the closed channel is only reachable through a cycle"
+    finally:
+        gc.enable()
+    theirs.close()
