@@ -83,6 +83,23 @@ def _is_chunked(values, error, request):
     return True
 
 
+def _response_memo(event):
+    """What ``_send_response`` needs from a Response's own fields, worked out once per event:
+    ``(fields list, its length, head bytes without the final CRLF, keep-alive by its
+    Connection field, Transfer-Encoding values or None, Content-Length or None)``.  The
+    fields list and its length tell whether the headers changed since."""
+    headers = event.headers
+    index = headers._lookup()
+    te = index.get("transfer-encoding")
+    cl = index.get("content-length")
+    if te is not None and cl is not None:
+        raise LocalProtocolError("response with both Transfer-Encoding and Content-Length")
+    length = None if cl is None else _content_length(cl, LocalProtocolError)
+    head = write_head(f"HTTP/{event.version} {event.status} {event.reason}", headers, "")[:-2]
+    return (headers._fields, len(headers._fields), head,
+            _wants_keep_alive(event.version, index.get("connection")), te, length)
+
+
 class Connection:
     """One side (``our_role`` is CLIENT or SERVER) of an HTTP/1.1 connection.
 
@@ -174,7 +191,7 @@ class Connection:
                     self._waiting_100 = False
                 return event
             if state == IDLE or state == SEND_RESPONSE:
-                head = self._head_reader.read(self._buf)
+                head = self._head_reader.read(self._buf) if self._buf else None
                 if head is None:
                     return self._no_head_yet(state)
                 if self.our_role == SERVER:
@@ -370,23 +387,21 @@ class Connection:
         return b""
 
     def _send_response(self, event, body_length):
-        headers = event.headers
-        index = headers._lookup()
+        memo = event._head
+        fields = event.headers._fields
+        if memo is None or memo[0] is not fields or memo[1] != len(fields):
+            # A server sends the same Response event many times (cached heads): read its
+            # framing fields and serialise it once.
+            memo = event._head = _response_memo(event)
+        _, _, head, keep_alive, te, length = memo
         status = event.status
         method = self._request_method
-        keep_alive = _wants_keep_alive(event.version, index.get("connection"))
         if self.their_state == IDLE or self.their_state == ERROR:
             keep_alive = False  # answering no (valid) request: no cycle can follow
-        te = index.get("transfer-encoding")
-        cl = index.get("content-length")
-        if te is not None and cl is not None:
-            raise LocalProtocolError("response with both Transfer-Encoding and Content-Length")
-        if cl is not None:
-            length = _content_length(cl, LocalProtocolError)
         extra = ""
         if method == "HEAD" or status in _NO_BODY_STATUSES or (method == "CONNECT" and status < 300):
             writer = NoBodyWriter(f"status {status}" if method != "HEAD" else "response to HEAD")
-            if (body_length is not None and method == "HEAD" and te is None and cl is None
+            if (body_length is not None and method == "HEAD" and te is None and length is None
                     and status not in _NO_BODY_STATUSES):
                 extra = f"Content-Length: {body_length}\r\n"
         elif te is not None:
@@ -394,7 +409,7 @@ class Connection:
             if self._peer_version == "1.0":
                 raise LocalProtocolError("can't send a chunked response to an HTTP/1.0 client")
             writer = ChunkedWriter()
-        elif cl is not None:
+        elif length is not None:
             writer = ContentLengthWriter(length)
         elif body_length is not None:
             extra = f"Content-Length: {body_length}\r\n"
@@ -410,15 +425,9 @@ class Connection:
         self.our_state = SEND_BODY
         if not keep_alive:
             self._keep_alive = False
-        memo = event._head
-        if memo is None or memo[0] is not headers or memo[1] != len(headers):
-            # A server sends the same Response event many times (cached heads): serialise once.
-            memo = (headers, len(headers),
-                    write_head(f"HTTP/{event.version} {status} {event.reason}", headers, "")[:-2])
-            event._head = memo
         if extra:
-            return memo[2] + extra.encode("latin-1") + b"\r\n"
-        return memo[2] + b"\r\n"
+            return head + extra.encode("latin-1") + b"\r\n"
+        return head + b"\r\n"
 
     def _send_request(self, event, body_length):
         headers = event.headers

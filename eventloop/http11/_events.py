@@ -106,7 +106,7 @@ class _ResponseBase(Event):
         self.headers = _headers(headers)
         self.reason = _reason(reason)
         self.version = _version(version)
-        self._head = None       # (headers, len(headers), serialized head): Connection's memo
+        self._head = None       # Connection._send_response's memo (see _response_memo)
 
     @classmethod
     def _new(cls, status, headers, reason, version):

@@ -27,7 +27,7 @@ from http import HTTPStatus
 
 from eventloop import Dispatcher, DispatcherWithSend, FileProducer, get_reactor
 from eventloop.http11 import (
-    DONE, IDLE, SEND_RESPONSE, SERVER, Connection, Data, EndOfMessage, Headers,
+    DONE, IDLE, MUST_CLOSE, SEND_RESPONSE, SERVER, Connection, Data, EndOfMessage, Headers,
     InformationalResponse, NEED_DATA, PAUSED, RemoteProtocolError, Request, Response)
 from eventloop.reactor import DISCONNECTED
 
@@ -50,6 +50,8 @@ _NO_BODY = frozenset({204, 304})
 _SENDFILE_CHUNK = 8 << 20
 _LINGER_MAX_BYTES = 1 << 20
 _MSG_MORE = getattr(socket, "MSG_MORE", 0)
+_HAVE_SENDFILE = hasattr(os, "sendfile")
+_GATHER_MIN = 16 << 10     # bodies from this size are not concatenated to their head
 
 # How the response head speaks about the connection (the ``Connection`` field it gets).
 _KEEP, _CLOSE, _KEEP10 = 0, 1, 2
@@ -160,6 +162,11 @@ class HTTPServer(Dispatcher):
         if sock is None:
             sock = bind_socket(address)
         sock.setblocking(False)
+        self._nodelay_inherited = None      # unknown until the first connection
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            self._nodelay_inherited = False     # e.g. a Unix socket handed in: set per connection
         self.set_socket(sock)
         self.server_address = sock.getsockname()
         self.addr = self.server_address
@@ -183,10 +190,20 @@ class HTTPServer(Dispatcher):
                     return
                 raise
             try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if not self._nodelay_inherited:
+                    self._set_nodelay(sock)
                 self.channel_class(sock, addr, self)
             except OSError:
                 sock.close()
+
+    def _set_nodelay(self, sock):
+        """Set TCP_NODELAY on an accepted socket.  Linux and the BSDs copy it from the
+        listening socket (set in __init__): the first connection tells, later ones skip it."""
+        if self._nodelay_inherited is None:
+            self._nodelay_inherited = bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            if self._nodelay_inherited:
+                return
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def handle_close(self):
         self.close()
@@ -257,7 +274,12 @@ class HTTPChannel(DispatcherWithSend):
     """
 
     def __init__(self, sock, addr, server):
-        DispatcherWithSend.__init__(self, sock, server.channel_map)
+        # The socket is set here rather than by Dispatcher.__init__: accept() already gave
+        # the peer's address, so it is not asked for again.
+        DispatcherWithSend.__init__(self, None, server.channel_map)
+        sock.setblocking(False)
+        self.set_socket(sock, server.channel_map)
+        self.connected = True
         self.addr = addr
         self.server = server
         self.app = server.app
@@ -265,6 +287,7 @@ class HTTPChannel(DispatcherWithSend):
         self.conn = Connection(SERVER, max_body=server.max_body)
         self._recv = sock.recv
         self._sock_send = sock.send
+        self._sock_sendmsg = sock.sendmsg
         self._clock = clock = server.clock
         now = clock()
         self._last_io = now         # last read or write progress
@@ -282,9 +305,20 @@ class HTTPChannel(DispatcherWithSend):
         self._drain_callbacks = None
         self._timer = None
         server.channels.add(self)
-        self._arm(now + server.head_timeout)
+        self._read_at_once(now)
 
     # ------------------------------------------------------------------ input
+    def _read_at_once(self, now):
+        """Clients send their request right after connecting, so it is often here by the time
+        we accept: read it now instead of a loop pass later.  The head timer is armed only
+        when the channel has to wait (here if nothing came, else where the wait starts)."""
+        try:
+            self.handle_read()
+        except BlockingIOError:
+            self._arm(now + self.server.head_timeout)
+        except Exception:
+            self.handle_error()         # this channel's own error, not the listener's
+
     def handle_read(self):
         data = self._recv(65536)
         self._last_io = now = self._clock()
@@ -460,10 +494,19 @@ class HTTPChannel(DispatcherWithSend):
             variant = _CLOSE
         else:
             variant = _KEEP10 if req.version == "1.0" else _KEEP
-        data = self.conn.send_head_and_body(
-            self.server.response_head(status, headers, variant), body)
+        resp = self.server.response_head(status, headers, variant)
         req.status = status
         req._state = _DONE
+        if (len(body) >= _GATHER_MIN and not self._outq and req.method != "HEAD"
+                and not _has_field(headers, "transfer-encoding")):
+            # A large body goes out with the head in one sendmsg, never copied behind it
+            # (the head frames it by Content-Length, so the body bytes go out as they are).
+            head = self.conn.send_head_and_body(resp, _BodySpan(len(body)))
+            req.sent_bytes = len(body)
+            self._send_gather(head, body)
+            self._response_done(req)
+            return
+        data = self.conn.send_head_and_body(resp, body)
         if req.method != "HEAD":
             req.sent_bytes = len(body)
         if self._outq:
@@ -482,6 +525,25 @@ class HTTPChannel(DispatcherWithSend):
             if sent != len(data):
                 self._queue_rest(data, sent)
         self._response_done(req)
+
+    def _send_gather(self, head, body):
+        """Send ``head`` then ``body`` (nothing queued before them) with one sendmsg; queue
+        what the socket does not take."""
+        try:
+            sent = self._sock_sendmsg((head, body))
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            if exc.errno not in DISCONNECTED:
+                raise
+            self.close()
+            return
+        if sent < len(head):
+            self._queue_rest(head, sent)
+            self._outq.append(body)
+            self.queued_bytes += len(body)
+        elif sent < len(head) + len(body):
+            self._queue_rest(body, sent - len(head))
 
     def send_error(self, req, status, detail="", headers=None):
         """Answer ``req`` with ``status`` and a small HTML page."""
@@ -543,6 +605,52 @@ class HTTPChannel(DispatcherWithSend):
         req._state = _DONE
         self._response_done(req)
 
+    def send_file_span(self, req, status, headers, fd, offset, count):
+        """Send a response whose body is ``count`` bytes of the open file ``fd`` from ``offset``
+        (the head must carry that Content-Length).  ``fd`` stays the caller's, who may close it
+        once this returns: the body goes out at once with ``os.sendfile``, and what the socket
+        does not take is sent later from a duplicate of ``fd``."""
+        if not self.connected:
+            req._state = _DONE
+            return
+        resp = self.server.response_head(status, headers, self._variant(req))
+        req.status = status
+        req._state = _DONE
+        if req.method == "HEAD" or count == 0:
+            self._write(self.conn.send_head_and_body(resp, b""))
+        else:
+            head = self.conn.send_head_and_body(resp, _BodySpan(count))
+            req.sent_bytes = count
+            self._send_head_and_span(head, fd, offset, count)
+        self._response_done(req)
+
+    def _send_head_and_span(self, head, fd, offset, count):
+        sent_head = sent = 0
+        if not self._outq and _HAVE_SENDFILE:
+            try:
+                sent_head = self._sock_send(head, _MSG_MORE)
+                if sent_head == len(head):
+                    sent = os.sendfile(self._fileno, fd, offset, count)
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                if exc.errno in DISCONNECTED:
+                    self.close()
+                    return
+                if sent_head < len(head):
+                    raise
+                # os.sendfile refused this socket or file: the FileProducer falls back to reads.
+        if sent == count:
+            return
+        try:
+            file = open(os.dup(fd), "rb", buffering=0)
+        except OSError as exc:
+            log.warning("cannot finish a response to %s: %s; closing the connection",
+                        self.addr[0], exc.strerror or exc)
+            self.close()
+            return
+        self._write_file(memoryview(head)[sent_head:], FileProducer(file, offset + sent, count - sent))
+
     def when_drained(self, callback):
         """Call ``callback()`` once the output queue is empty."""
         if not self._outq:
@@ -595,12 +703,13 @@ class HTTPChannel(DispatcherWithSend):
     def _write_file(self, head, producer):
         q = self._outq
         if q:
-            q.append(head)
-            self.queued_bytes += len(head)
+            if head:
+                q.append(head)
+                self.queued_bytes += len(head)
             q.append(producer)
             return
         try:
-            sent = self.socket.send(head, _MSG_MORE)
+            sent = self._sock_send(head, _MSG_MORE) if head else 0
         except BlockingIOError:
             sent = 0
         except OSError as exc:
@@ -708,7 +817,8 @@ class HTTPChannel(DispatcherWithSend):
             self._linger()
 
     def _linger(self):
-        """Shut down our sending side, then discard input until the client closes."""
+        """Shut down our sending side, then discard input until the client closes; close at
+        once when the client has nothing more to send."""
         if self.eof_received or not self.connected:
             self.close()
             return
@@ -717,10 +827,28 @@ class HTTPChannel(DispatcherWithSend):
         except OSError:
             self.close()
             return
+        if self._client_is_done():
+            self.close()        # our FIN is out already: nothing to wait for
+            return
         self._lingering = True
         self._linger_since = now = self._clock()
         self.resume_reading()
         self._arm(now + self.server.linger_timeout)
+
+    def _client_is_done(self):
+        """True when the client said this request is its last (``Connection: close``, or
+        HTTP/1.0 without keep-alive), all of it was read and nothing else is buffered: nothing
+        more may arrive, so closing cannot reset the response away (lingering is for the
+        other cases)."""
+        req = self._req
+        conn = self.conn
+        if req is None or conn.their_state not in (DONE, MUST_CLOSE) or conn.trailing_data[0]:
+            return False
+        tokens = [t.strip(" \t").lower() for v in req.headers.get_all("connection")
+                  for t in v.split(",")]
+        if "close" in tokens:
+            return True
+        return req.version == "1.0" and "keep-alive" not in tokens
 
     def handle_close(self):
         self.close()
@@ -734,6 +862,10 @@ class HTTPChannel(DispatcherWithSend):
         self._drain_callbacks = None
         self.server.channels.discard(self)
         DispatcherWithSend.close(self)
+        # Break the channel's reference cycles (timer callback, request) so that refcounting
+        # frees a closed connection at once instead of leaving ~26 objects to the cyclic GC.
+        self._timer = None
+        self._req = None
 
     # ------------------------------------------------------------- timeouts
     def _arm(self, when):
@@ -793,8 +925,12 @@ class HTTPChannel(DispatcherWithSend):
 
 
 def _has_length(headers):
+    return _has_field(headers, "content-length")
+
+
+def _has_field(headers, lowercase_name):
     if not headers:
         return False
     pairs = headers.items() if hasattr(headers, "items") and not isinstance(headers, Headers) \
         else headers
-    return any(str(name).lower() == "content-length" for name, _ in pairs)
+    return any(str(name).lower() == lowercase_name for name, _ in pairs)

@@ -7,8 +7,10 @@ byte range), index files, directory listings, and the 301 that adds a directory'
 Speed comes from :class:`FileCache`: per key (a request path, or a file path) it keeps the
 prebuilt header fields and, for files up to ``small`` bytes, the body; one ``os.stat`` per
 request revalidates the entry (inode, size, mtime and ctime must all be unchanged).  Larger
-files are opened per request and streamed with ``os.sendfile``, never read whole.
+files are never read whole: the cache keeps a descriptor open on them and the channel sends
+them from it with ``os.sendfile``.
 """
+import collections
 import errno
 import os
 import stat as stat_module
@@ -21,6 +23,8 @@ __all__ = ["StaticFiles", "FileCache", "send_file"]
 _HTML_FIELDS = (("Content-Type", "text/html; charset=utf-8"),)
 # Errors that say the process is short of a resource for now, not that the file is missing.
 _RESOURCE_SHORTAGE = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM})
+# O_NONBLOCK: opening a FIFO must not block the loop (it has no effect on regular files).
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 # Header names (lowercased) that send a request off the cached fast path.
 _CONDITIONAL = frozenset({"if-modified-since", "if-none-match", "if-match", "if-unmodified-since",
                           "range", "if-range"})
@@ -30,7 +34,7 @@ class _Entry:
     """What we know about one regular file, valid while its stat identity is unchanged."""
 
     __slots__ = ("path", "ino", "dev", "size", "mtime_ns", "ctime_ns", "stat", "etag",
-                 "last_modified", "content_type", "fields", "validators", "body")
+                 "last_modified", "content_type", "fields", "validators", "body", "fd")
 
     def __init__(self, path, st, content_type, body):
         self.path = path
@@ -48,6 +52,7 @@ class _Entry:
                        ("Last-Modified", self.last_modified), ("ETag", self.etag),
                        ("Accept-Ranges", "bytes"))
         self.body = body
+        self.fd = None      # a large file's descriptor while the cache holds one
 
     def matches(self, st):
         return (st.st_mtime_ns == self.mtime_ns and st.st_size == self.size
@@ -56,14 +61,23 @@ class _Entry:
 
 
 class FileCache:
-    """Entries by key, bounded by count and by cached body bytes (oldest evicted first)."""
+    """Entries by key, bounded by count and by cached body bytes (oldest evicted first).
 
-    def __init__(self, max_entries=4096, max_bytes=64 << 20, small=64 << 10):
+    Files up to ``small`` bytes keep their body in the entry.  Larger ones keep an open
+    descriptor instead, at most ``max_open`` of them (the least recently used is closed
+    first; 0: each request opens its own).  A held descriptor keeps a deleted file's blocks
+    allocated until a request finds the entry stale or it is evicted.  A cache that holds
+    descriptors belongs to one thread: another could close a descriptor while it is in use.
+    """
+
+    def __init__(self, max_entries=4096, max_bytes=64 << 20, small=16 << 10, max_open=64):
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.small = small
+        self.max_open = max_open
         self._entries = {}
         self._bytes = 0
+        self._held = collections.OrderedDict()     # key -> entry with a descriptor, LRU first
 
     def get(self, key):
         """The entry for ``key`` if its file is unchanged (one ``os.stat``), else None."""
@@ -83,33 +97,73 @@ class FileCache:
     def load(self, key, path, content_type=None):
         """Open ``path`` and cache an entry for it under ``key``.
 
-        Returns ``(entry, file)``: ``file`` is open on the file for a large one (the caller
-        owns it), None for a small one (its body is in the entry).  Raises OSError if the
-        file cannot be opened, IsADirectoryError if it is not a regular file.
+        Returns ``(entry, fd)``: for a small file ``fd`` is None (the body is in the entry);
+        for a large one it is an open descriptor, to be given back with :meth:`release`.
+        Raises OSError if the file cannot be opened, IsADirectoryError if it is not a
+        regular file.
         """
-        f = open(path, "rb", buffering=0)
+        fd = os.open(path, _OPEN_FLAGS)
         try:
-            st = os.fstat(f.fileno())
+            st = os.fstat(fd)
             if not stat_module.S_ISREG(st.st_mode):
                 raise IsADirectoryError(path)
             body = None
             if st.st_size <= self.small:
-                body = f.read(st.st_size + 1)
-                st2 = os.fstat(f.fileno())
+                body = os.read(fd, st.st_size + 1)
+                st2 = os.fstat(fd)
                 if len(body) != st.st_size or st2.st_mtime_ns != st.st_mtime_ns:
                     st = st2        # changing under our feet: serve what we read, cache nothing
                     body = body[:st.st_size]
                     key = None
         except BaseException:
-            f.close()
+            os.close(fd)
             raise
         entry = _Entry(path, st, content_type or files.content_type(path), body)
         if body is not None:
-            f.close()
-            f = None
+            os.close(fd)
+            fd = None
         if key is not None:
             self._put(key, entry)
-        return entry, f
+            if fd is not None:
+                self._hold(key, entry, fd)
+        return entry, fd
+
+    def open(self, key, entry):
+        """A descriptor on the file of the large ``entry`` (cached under ``key``), to be given
+        back with :meth:`release`; None if the file changed since (the entry is dropped).
+        Raises OSError if the file cannot be opened."""
+        fd = entry.fd
+        if fd is not None:
+            self._held.move_to_end(key)
+            return fd
+        fd = os.open(entry.path, _OPEN_FLAGS)
+        try:
+            st = os.fstat(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        if not entry.matches(st):
+            os.close(fd)
+            self.discard(key)
+            return None
+        self._hold(key, entry, fd)
+        return fd
+
+    def release(self, entry, fd):
+        """Give back a descriptor from :meth:`load` or :meth:`open`: closed unless held."""
+        if fd is not None and fd != entry.fd:
+            os.close(fd)
+
+    def _hold(self, key, entry, fd):
+        if self.max_open <= 0:
+            return
+        entry.fd = fd
+        held = self._held
+        held[key] = entry
+        while len(held) > self.max_open:
+            _, old = held.popitem(last=False)
+            os.close(old.fd)
+            old.fd = None
 
     def _put(self, key, entry):
         self.discard(key)
@@ -124,42 +178,44 @@ class FileCache:
 
     def discard(self, key):
         entry = self._entries.pop(key, None)
-        if entry is not None and entry.body is not None:
-            self._bytes -= len(entry.body)
+        if entry is not None:
+            if entry.body is not None:
+                self._bytes -= len(entry.body)
+            if entry.fd is not None:
+                del self._held[key]
+                os.close(entry.fd)
+                entry.fd = None
+
+    def close(self):
+        """Close every held descriptor (the entries stay; they reopen their files on use)."""
+        for entry in self._held.values():
+            os.close(entry.fd)
+            entry.fd = None
+        self._held.clear()
+
+    @property
+    def open_descriptors(self):
+        """How many descriptors the cache holds now."""
+        return len(self._held)
 
     def __len__(self):
         return len(self._entries)
 
 
-def _reopen(entry, cache, key):
-    """Open a large entry's file; returns ``(entry, file)`` with the entry refreshed if the
-    file changed since it was cached."""
-    f = open(entry.path, "rb", buffering=0)
-    try:
-        st = os.fstat(f.fileno())
-    except BaseException:
-        f.close()
-        raise
-    if entry.matches(st):
-        return entry, f
-    f.close()
-    return cache.load(key, entry.path, entry.content_type)
-
-
-def serve_entry(request, entry, file=None):
+def serve_entry(request, entry, fd=None):
     """Answer ``request`` from a cache entry: 200, or 304/412/206/416 as its headers ask.
-    ``file`` is the open file of a large entry (closed here when not needed)."""
+    ``fd`` is a descriptor on the file of a large entry (the caller keeps it)."""
     for name, _ in request.headers:
         c = name[0]
         if (c == "I" or c == "R" or c == "i" or c == "r") and name.lower() in _CONDITIONAL:
-            return _serve_conditional(request, entry, file)
+            return _serve_conditional(request, entry, fd)
     if entry.body is not None:
         request._channel.respond(request, 200, entry.fields, entry.body)
     else:
-        request._channel.send_file_body(request, 200, entry.fields, file, 0, entry.size)
+        request._channel.send_file_span(request, 200, entry.fields, fd, 0, entry.size)
 
 
-def _serve_conditional(request, entry, file):
+def _serve_conditional(request, entry, fd):
     get = request.headers.get
     status = files.evaluate_conditional(get, entry.stat, entry.etag, request.method)
     if status is None and request.method == "GET":
@@ -176,8 +232,7 @@ def _serve_conditional(request, entry, file):
                 if entry.body is not None:
                     request.respond(206, fields, entry.body[r.start:r.end + 1])
                 else:
-                    request._channel.send_file_body(request, 206, fields, file, r.start,
-                                                    r.length)
+                    request._channel.send_file_span(request, 206, fields, fd, r.start, r.length)
                 return
             if r.kind == "unsatisfiable":
                 status = 416
@@ -185,11 +240,8 @@ def _serve_conditional(request, entry, file):
         if entry.body is not None:
             request.respond(200, entry.fields, entry.body)
         else:
-            request._channel.send_file_body(request, 200, entry.fields, file, 0, entry.size)
-        return
-    if file is not None:
-        file.close()
-    if status == 304:
+            request._channel.send_file_span(request, 200, entry.fields, fd, 0, entry.size)
+    elif status == 304:
         request.respond(304, entry.validators)
     elif status == 416:
         request.send_error(416, headers=(
@@ -201,13 +253,14 @@ def _serve_conditional(request, entry, file):
 def _serve_from(request, cache, key, path, content_type=None):
     """Serve ``path`` through ``cache`` under ``key``; 403/404 when it cannot be read."""
     entry = cache.get(key)
+    fd = None
     try:
+        if entry is not None and entry.body is None:
+            fd = cache.open(key, entry)
+            if fd is None:
+                entry = None                # changed since it was cached
         if entry is None:
-            entry, file = cache.load(key, path, content_type)
-        elif entry.body is None:
-            entry, file = _reopen(entry, cache, key)
-        else:
-            file = None
+            entry, fd = cache.load(key, path, content_type)
     except PermissionError:
         request.send_error(403, "Permission denied.")
         return
@@ -220,7 +273,10 @@ def _serve_from(request, cache, key, path, content_type=None):
     except ValueError:
         request.send_error(404, "File not found.")
         return
-    serve_entry(request, entry, file)
+    try:
+        serve_entry(request, entry, fd)
+    finally:
+        cache.release(entry, fd)
 
 
 def _unavailable(request, exc):
@@ -230,7 +286,8 @@ def _unavailable(request, exc):
                        % (exc.strerror or exc), headers=(("Retry-After", "1"),))
 
 
-_default_cache = FileCache(max_entries=1024, max_bytes=16 << 20)
+# Shared by the servers of every thread, so it holds no descriptors (see FileCache).
+_default_cache = FileCache(max_entries=1024, max_bytes=16 << 20, max_open=0)
 
 
 def send_file(request, path, content_type=None, cache=None):
@@ -269,6 +326,8 @@ class StaticFiles(Handler):
             if st is not None and st.st_mtime_ns == entry.mtime_ns and entry.matches(st):
                 if entry.body is not None:
                     return serve_entry(request, entry)
+                if entry.fd is not None:            # held: open() only marks it recently used
+                    return serve_entry(request, entry, cache.open(path, entry))
                 return _serve_from(request, cache, path, entry.path)
             cache.discard(path)
         r = files.resolve(self.root, path, self.follow_symlinks, request.query)
