@@ -168,12 +168,14 @@ class HTTPServer(Dispatcher):
         except OSError:
             self._nodelay_inherited = False     # e.g. a Unix socket handed in: set per connection
         self.set_socket(sock)
+        self._socket_args = (int(sock.family), int(sock.type), sock.proto) \
+            if type(sock) is socket.socket else None
         self.server_address = sock.getsockname()
         self.addr = self.server_address
         self.listen(backlog)
 
     def handle_accept(self):
-        accept = self.socket.accept
+        accept = self._accept
         for _ in range(self.accept_batch):
             try:
                 sock, addr = accept()
@@ -195,6 +197,16 @@ class HTTPServer(Dispatcher):
                 self.channel_class(sock, addr, self)
             except OSError:
                 sock.close()
+
+    def _accept(self):
+        """``socket.accept()`` without its per-call lookups: the standard method converts the
+        listener's family and type to enums for every connection, though they never change."""
+        listener = self.socket
+        raw_accept = getattr(listener, "_accept", None)
+        if raw_accept is None or self._socket_args is None:
+            return listener.accept()
+        fd, addr = raw_accept()
+        return socket.socket(*self._socket_args, fileno=fd), addr
 
     def _set_nodelay(self, sock):
         """Set TCP_NODELAY on an accepted socket.  Linux and the BSDs copy it from the

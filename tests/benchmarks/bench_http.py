@@ -89,6 +89,9 @@ ROWS = (
     ("hello_close", "hello handler, Connection: close", "conn/s",
      {"ours": ("ours_hello", "hello_close"), "nginx": ("nginx", "hello_close"),
       "uvicorn": ("uvicorn", "hello_close")}, None),
+    # The ceiling for the close row: the least a Python server can do per connection.
+    ("bare_close", "bare asyncore responder, Connection: close", "conn/s",
+     {"ours": ("ours_bare", "hello_close"), "nginx": ("nginx", "hello_close")}, None),
 )
 COLUMNS = ("ours", "nginx", "http.server", "uvicorn")
 
@@ -264,6 +267,10 @@ def make_peers(ctx):
         Peer("ours_echo", "servers.http --echo", ("echo",), "/hello",
              lambda port: [py, "-m", "servers.http", str(port), "-b", "127.0.0.1", "--echo",
                            "-q"]),
+        Peer("ours_bare", "asyncore_http.py on eventloop (fixed response, no parsing)",
+             ("hello_close",), "/hello",
+             lambda port: [py, os.path.join(HERE, "asyncore_http.py"), "--impl", "eventloop",
+                           str(port)]),
         Peer("nginx", "nginx, 1 worker", ("small", "medium", "close", "large", "hello",
                                           "hello_close"), "/hello",
              lambda port: [ctx["nginx"], "-p", ctx["tmp"], "-e", os.path.join(ctx["tmp"],
@@ -820,7 +827,7 @@ def main():
                         help="before each test, wait at most this long for other processes "
                              "to go quiet (default 8)")
     parser.add_argument("--only", metavar="PEER", action="append",
-                        help="run only these peers (ours, ours_hello, ours_echo, nginx, "
+                        help="run only these peers (ours, ours_hello, ours_echo, ours_bare, nginx, "
                              "httpserver, uvicorn); repeatable")
     parser.add_argument("--workload", metavar="NAME", action="append", choices=sorted(WORKLOADS),
                         help="run only these workloads; repeatable")
