@@ -1,7 +1,7 @@
 """Tests for eventloop.http11: round trips, chunking invariance, fuzzing, strictness rules, limits, the cycle."""
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import example, given, strategies as st
 
 from eventloop.http11 import (
     CLIENT, CLOSED, DONE, ERROR, IDLE, MUST_CLOSE, NEED_DATA, PAUSED, SEND_BODY, SEND_RESPONSE, SERVER,
@@ -1067,3 +1067,85 @@ def test_trailer_section_too_large_is_431():
     head = b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n"
     assert request_error(head + b"X: " + b"y" * 300, max_head=200).error_status_hint == 431
     assert request_error(head + b"X: " + b"y" * 300 + b"\r\n\r\n", max_head=200).error_status_hint == 431
+
+
+# ------------------------------------------------------------------------ the plain-head fast path
+
+def _complete_parse(text, request):
+    """What the complete (regex) parser makes of ``text``: the parts, or the RemoteProtocolError."""
+    from eventloop.http11 import _readers
+    line_re = _readers._REQUEST_LINE_RE if request else _readers._STATUS_LINE_RE
+    m = line_re.match(text)
+    if m is None:
+        return "error"
+    try:
+        fields = _readers.parse_fields(text, m.end())
+    except RemoteProtocolError:
+        return "error"
+    a, b, c = m.groups()
+    return (a, b, c, fields) if request else (a, int(b), c or "", fields)
+
+
+# Pieces mixing what common clients send with what the complete parser alone handles (or rejects).
+_ODD = ["", " ", "\t", "\r", "\n", "\x00", "\x7f", "\x85", "\xa0", "\xe9", ":", "(", "0"]
+_PIECE = st.sampled_from(_ODD + ["a", "Host", "Content-Length", "x-y", "/", "?q=1", "1.1", "GET", "HTTP/"])
+_WORD = st.lists(_PIECE, max_size=4).map("".join)
+
+
+@given(st.sampled_from(["GET", "POST", "M-1", "G(T", ""]), _WORD,
+       st.sampled_from(["HTTP/1.1", "HTTP/1.0", "HTTP/2.0", "HTTP/1.1 "]),
+       st.lists(st.tuples(_WORD, st.sampled_from([":", ": ", " :", ""]), _WORD), max_size=4))
+@example("GET", "/a?q=1", "HTTP/1.1", [("Host", ": ", "x"), ("Content-Length", ":", " 0 "), ("host", ": ", "y")])
+def test_plain_request_head_agrees_with_the_complete_parser(method, target, version, fields):
+    from eventloop.http11 import _readers
+    text = f"{method} {target} {version}\r\n" + "".join(f"{n}{c}{v}\r\n" for n, c, v in fields)
+    plain = _readers._plain_request_head(text)
+    complete = _complete_parse(text, True)
+    if plain is not None:
+        assert complete != "error"
+        m, t, v, headers, framing = plain
+        assert (m, t, v, headers._fields) == complete
+        index = headers._lookup()
+        assert framing == {k: index[k] for k in _readers.FRAMING_NAMES if k in index}
+
+
+@given(st.sampled_from(["HTTP/1.1", "HTTP/1.0", "HTTP/3"]), st.sampled_from(["200", "099", "2000", "1x0", "204"]),
+       st.sampled_from([None, "", "OK", "Not\tFound", "\xe9t\xe9", "a\rb"]),
+       st.lists(st.tuples(_WORD, st.sampled_from([":", ": ", " :"]), _WORD), max_size=3))
+@example("HTTP/1.1", "200", "OK", [("Content-Length", ": ", "5"), ("X", ":", "")])
+def test_plain_response_head_agrees_with_the_complete_parser(version, status, reason, fields):
+    from eventloop.http11 import _readers
+    start = f"{version} {status}" + ("" if reason is None else " " + reason)
+    text = start + "\r\n" + "".join(f"{n}{c}{v}\r\n" for n, c, v in fields)
+    plain = _readers._plain_response_head(text)
+    complete = _complete_parse(text, False)
+    if plain is not None:
+        assert complete != "error"
+        v, s, r, headers, framing = plain
+        assert (v, s, r, headers._fields) == complete
+
+
+def test_a_remembered_head_gives_each_request_its_own_headers():
+    head = b"GET /memo HTTP/1.1\r\nHost: example.com\r\nX-Memo: 1\r\n\r\n"
+    first, second = Connection(SERVER), Connection(SERVER)
+    first.receive_data(head)
+    req1 = first.next_event()
+    req1.headers.add("X-Added", "yes")
+    req1.headers.remove("X-Memo")
+    second.receive_data(head)
+    req2 = second.next_event()
+    assert req2 == Request("GET", "/memo", [("Host", "example.com"), ("X-Memo", "1")])
+    assert req2.headers is not req1.headers
+
+
+def test_a_remembered_head_still_meets_each_connections_limits():
+    head = b"GET /memo-limits HTTP/1.1\r\nHost: example.com\r\nA: 1\r\nB: 2\r\n\r\n"
+    generous = Connection(SERVER)
+    generous.receive_data(head)
+    assert type(generous.next_event()) is Request
+    for limits, hint in (({"max_fields": 2}, 431), ({"max_head": 40}, 431), ({"max_line": 16}, 414)):
+        strict = Connection(SERVER, **limits)
+        strict.receive_data(head)
+        with pytest.raises(RemoteProtocolError) as info:
+            strict.next_event()
+        assert info.value.error_status_hint == hint

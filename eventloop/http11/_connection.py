@@ -6,7 +6,6 @@ and both sides are finished.
 """
 
 from ._events import ConnectionClosed, Data, EndOfMessage, InformationalResponse, Request, Response
-from ._headers import Headers
 from ._readers import ChunkedReader, CloseDelimitedReader, ContentLengthReader, HeadReader
 from ._state import (
     CLIENT, CLOSED, DONE, ERROR, IDLE, MUST_CLOSE, NEED_DATA, PAUSED, SEND_BODY, SEND_RESPONSE, SERVER,
@@ -228,16 +227,15 @@ class Connection:
             return ConnectionClosed()
         raise RemoteProtocolError("peer closed the connection without sending a response")
 
-    def _received_request(self, method, target, version, fields):
-        headers = Headers._trusted(fields)
-        index = headers._lookup()
+    def _received_request(self, method, target, version, headers, index):
         hosts = index.get("host")
         if hosts is None:
             if version == "1.1":
                 raise RemoteProtocolError("HTTP/1.1 request without a Host header")
         elif len(hosts) > 1:
             raise RemoteProtocolError("request with more than one Host header")
-        keep_alive = _wants_keep_alive(version, index.get("connection"))
+        connection = index.get("connection")
+        keep_alive = version == "1.1" if connection is None else _wants_keep_alive(version, connection)
         te = index.get("transfer-encoding")
         cl = index.get("content-length")
         if te is not None:
@@ -266,8 +264,7 @@ class Connection:
             self._keep_alive = False
         return Request._new(method, target, headers, version)
 
-    def _received_response(self, version, status, reason, fields):
-        headers = Headers._trusted(fields)
+    def _received_response(self, version, status, reason, headers, index):
         state = self.their_state
         if status < 200:
             if status == 101:
@@ -275,7 +272,6 @@ class Connection:
             if state != SEND_RESPONSE:
                 raise RemoteProtocolError(f"informational response {status} without a request")
             return InformationalResponse._new(status, headers, reason, version)
-        index = headers._lookup()
         keep_alive = _wants_keep_alive(version, index.get("connection"))
         method = self._request_method
         te = index.get("transfer-encoding")
@@ -331,6 +327,9 @@ class Connection:
                 body = Data(body).data
             head = self._send(event, len(body))
             writer = self._writer
+            if type(writer) is ContentLengthWriter and writer.remaining == len(body):
+                self._end_our_message()     # the usual case: the body is exactly the declared length
+                return head + body
             if type(writer) is NoBodyWriter and self._request_method == "HEAD" and self.our_role == SERVER:
                 body = b""
             out = writer.data(body)
@@ -490,4 +489,4 @@ class Connection:
         self._request_method = None
         self._peer_version = None
         self._waiting_100 = False
-        self._head_reader.reset()
+        # The head reader needs no reset: it starts afresh after each head it returns.

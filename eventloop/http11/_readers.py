@@ -16,7 +16,8 @@ from ._events import Data, EndOfMessage
 from ._headers import TOKEN, Headers
 from ._state import RemoteProtocolError
 
-__all__ = ["HeadReader", "ContentLengthReader", "ChunkedReader", "CloseDelimitedReader", "parse_fields"]
+__all__ = ["HeadReader", "ContentLengthReader", "ChunkedReader", "CloseDelimitedReader", "parse_fields",
+           "FRAMING_NAMES"]
 
 # field-vchar / SP / HTAB / obs-text: every latin-1 character except the controls (HTAB allowed) and DEL.
 _VALUE_CHAR = r"[^\x00-\x08\x0a-\x1f\x7f]"
@@ -76,12 +77,121 @@ def parse_fields(text, pos, strict=False):
     return fields
 
 
+# Field names already seen in valid field lines, mapped to their lowercase form: most messages repeat the
+# same few dozen names, and a dict lookup is cheaper than the token check plus lower().  Bounded, so that a
+# peer sending made-up names cannot grow it.
+_KNOWN_NAMES = {}
+_KNOWN_NAMES_MAX = 1024
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
+_BAD_VALUE_CHAR_RE = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
+
+# Plain request heads parsed lately, by their text: clients repeat the same head byte for byte (a
+# benchmark's, a browser's for each asset of a page), and equal text parses to equal parts.  Each hit
+# gets its own Headers (handlers may change theirs); the framing dict is only read.  Only plain heads
+# enter, after the limit checks of the connection at hand; the memo is emptied when full.
+_RECENT_HEADS = {}
+_RECENT_HEADS_MAX = 256
+_RECENT_HEAD_MAX_CHARS = 2048
+
+#: The fields ``Connection`` reads from every message: framing, keep-alive, Host and Expect.
+FRAMING_NAMES = frozenset({"host", "connection", "content-length", "transfer-encoding", "expect"})
+
+
+def _plain_fields(lines):
+    """``(fields, framing)`` for field lines in the plain shape, or None if any line is not.
+
+    Plain: ``name:`` with a token name, then a value of field characters.  ``framing`` maps the lowercase
+    names of ``FRAMING_NAMES`` present to their values, like ``Headers._lookup()`` does for every name.
+    """
+    fields = []
+    framing = {}
+    for line in lines:
+        name, colon, value = line.partition(":")
+        if not colon:
+            return None
+        key = _KNOWN_NAMES.get(name)
+        if key is None:
+            if _TOKEN_RE.fullmatch(name) is None:
+                return None
+            key = name.lower()
+            if len(_KNOWN_NAMES) < _KNOWN_NAMES_MAX:
+                _KNOWN_NAMES[name] = key
+        # isprintable() is a quick yes for the usual values; HTAB and obs-text need the exact check.
+        if not value.isprintable() and _BAD_VALUE_CHAR_RE.search(value) is not None:
+            return None
+        value = value.strip(" \t")
+        fields.append((name, value))
+        if key in FRAMING_NAMES:
+            values = framing.get(key)
+            if values is None:
+                framing[key] = [value]
+            else:
+                values.append(value)
+    return fields, framing
+
+
+def _plain_request_head(text):
+    """The parsed head if ``text`` (a head up to and including the CRLF of its last field line) has the
+    plain shape every common client sends, else None.
+
+    Plain: every line ends with CRLF, the request line is ``method SP target SP HTTP/1.x`` with a printable
+    target, and the field lines are plain (``_plain_fields``).  A head that is not goes to the complete
+    parser, which accepts the rest of the grammar and names what is wrong; for a plain head both give the
+    same result, this one just gets there in fewer steps.
+    """
+    lines = text.split("\r\n")
+    if lines[-1]:
+        return None                     # a bare LF ends the last line
+    start = lines[0].split(" ")
+    if len(start) != 3:
+        return None
+    method, target, version = start
+    if version != "HTTP/1.1" and version != "HTTP/1.0":
+        return None
+    if method not in _METHODS and _TOKEN_RE.fullmatch(method) is None:
+        return None
+    if not target or not target.isprintable():
+        return None
+    del lines[0], lines[-1]
+    parsed = _plain_fields(lines)
+    if parsed is None:
+        return None
+    fields, framing = parsed
+    return method, target, version[5:], Headers._trusted(fields), framing
+
+
+def _plain_response_head(text):
+    """Like ``_plain_request_head``, for a status line ``HTTP/1.x SP 3DIGIT [SP reason]``."""
+    lines = text.split("\r\n")
+    if lines[-1]:
+        return None
+    start = lines[0].split(" ", 2)
+    if len(start) < 2:
+        return None
+    version, status = start[0], start[1]
+    reason = start[2] if len(start) == 3 else ""
+    if version != "HTTP/1.1" and version != "HTTP/1.0":
+        return None
+    if len(status) != 3 or not (status.isascii() and status.isdigit()) or status[0] == "0":
+        return None
+    if not reason.isprintable():
+        return None
+    del lines[0], lines[-1]
+    parsed = _plain_fields(lines)
+    if parsed is None:
+        return None
+    fields, framing = parsed
+    return version[5:], int(status), reason, Headers._trusted(fields), framing
+
+
 class HeadReader:
     """Finds the end of a head (first empty line), checks the limits, and parses it.
 
-    ``read(buf)`` returns ``(method, target, version, fields)`` for requests, ``(version, status, reason,
-    fields)`` for responses, or ``None`` if the head is not complete yet.  The search for the end resumes
-    where the previous one stopped, so a head that trickles in costs O(total bytes).
+    ``read(buf)`` returns ``(method, target, version, headers, framing)`` for requests, ``(version, status,
+    reason, headers, framing)`` for responses, or ``None`` if the head is not complete yet.  ``framing``
+    maps each lowercase name of ``FRAMING_NAMES`` present to its values (it may hold other names too).
+    The search for the end resumes where the previous one stopped, so a head that trickles in costs
+    O(total bytes).
     """
 
     __slots__ = ("_scan", "_request", "max_line", "max_head", "max_fields")
@@ -92,9 +202,6 @@ class HeadReader:
         self.max_line = max_line
         self.max_head = max_head
         self.max_fields = max_fields
-
-    def reset(self):
-        self._scan = 0
 
     def skip_empty_lines(self, buf):
         """Drop empty lines before a start line (RFC 9112 section 2.2); return True if ``buf`` may hold one."""
@@ -108,7 +215,7 @@ class HeadReader:
         return bool(buf)
 
     def read(self, buf):
-        if not self.skip_empty_lines(buf):
+        if (not buf or buf[0] in b"\r\n") and not self.skip_empty_lines(buf):
             return None
         scan = self._scan
         i = buf.find(b"\r\n\r\n", scan)
@@ -164,16 +271,33 @@ class HeadReader:
         if text.count("\n") - 1 > self.max_fields:
             raise RemoteProtocolError(f"more than {self.max_fields} header fields", 431)
         if self._request:
+            memo = _RECENT_HEADS.get(text)
+            if memo is not None:
+                method, target, version, fields, framing = memo
+                return method, target, version, Headers._trusted(list(fields)), framing
+            head = _plain_request_head(text)
+            if head is not None:
+                if len(text) <= _RECENT_HEAD_MAX_CHARS:
+                    if len(_RECENT_HEADS) >= _RECENT_HEADS_MAX:
+                        _RECENT_HEADS.clear()
+                    method, target, version, headers, framing = head
+                    _RECENT_HEADS[text] = (method, target, version, tuple(headers._fields), framing)
+                return head
             m = _REQUEST_LINE_RE.match(text)
             if m is None:
                 _start_line_error(text, _ANY_VERSION_REQUEST_LINE_RE, "request")
             method, target, version = m.groups()
-            return method, target, version, parse_fields(text, m.end())
+            headers = Headers._trusted(parse_fields(text, m.end()))
+            return method, target, version, headers, headers._lookup()
+        head = _plain_response_head(text)
+        if head is not None:
+            return head
         m = _STATUS_LINE_RE.match(text)
         if m is None:
             _start_line_error(text, _ANY_VERSION_STATUS_LINE_RE, "status")
         version, status, reason = m.groups()
-        return version, int(status), reason or "", parse_fields(text, m.end())
+        headers = Headers._trusted(parse_fields(text, m.end()))
+        return version, int(status), reason or "", headers, headers._lookup()
 
 
 def _start_line_error(text, any_version_re, what):
