@@ -324,6 +324,7 @@ class HostileServer:
 
     def close(self):
         self.stopped.set()
+        self._threads[0].join(5)        # the accept loop sees ``stopped`` within 50 ms
         self.listener.close()
         for t in self._threads:
             t.join(5)
