@@ -732,6 +732,7 @@ def test_keep_alive_rules_for_requests(version, connection, alive):
     server.receive_data(_request_bytes(request))
     assert drain(server)[0][0] == request
     assert server.keep_alive == alive
+    assert server.peer_keep_alive == alive      # what the client asked, whatever we answer
     client = client_after(request)
     assert client.keep_alive == alive
     assert client.our_state == (DONE if alive else MUST_CLOSE)
@@ -744,6 +745,14 @@ def test_keep_alive_rules_for_requests(version, connection, alive):
     else:
         with pytest.raises(LocalProtocolError):
             server.start_next_cycle()
+
+
+def test_peer_keep_alive_is_what_the_peer_asked_not_what_we_decided():
+    server = Connection(SERVER)
+    server.receive_data(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    drain(server)
+    server.send_head_and_body(Response(400, [("Connection", "close")], "Bad"), b"")
+    assert not server.keep_alive and server.peer_keep_alive is True
 
 
 def test_response_connection_close_ends_keep_alive():

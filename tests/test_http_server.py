@@ -1024,6 +1024,39 @@ def test_streamed_response_to_http10_ends_with_close(demo):
     assert r.header("Connection") == "close" and r.body == b"one two three"
 
 
+def test_closing_against_the_clients_wish_lingers_so_late_input_causes_no_reset(demo):
+    """The client asked for keep-alive but the response must end the connection: the client
+    may have sent more already, so the server reads on (and discards) until the client
+    closes, instead of resetting the connection (which can destroy the response)."""
+    with demo.connect() as sock:
+        sock.sendall(b"GET /stream HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        f = sock.makefile("rb")
+        r = read_response(f)
+        assert r.header("Connection") == "close" and f.read() == b""
+        f.close()
+        sock.sendall(b"GET /hello HTTP/1.0\r\n\r\n")     # in flight when the server closed
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(5)
+        assert sock.recv(100) == b"", "the server reset the connection instead of lingering"
+
+
+def test_closing_as_the_client_asked_does_not_wait_for_the_client(static, tree):
+    """``Connection: close`` from the client: nothing more can come, so the server closes
+    at once; the client sees the end of the stream without closing first."""
+    static.server.linger_timeout = 60.0     # a lingering server would outwait this test
+    try:
+        with static.connect() as sock:
+            sock.sendall(b"GET /small.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            f = sock.makefile("rb")
+            assert read_response(f).body == tree["small"]
+            assert f.read() == b""
+            f.close()
+            assert static.wait_until(lambda: not static.server.channels, timeout=10.0), \
+                "the server waited for the client to close first"
+    finally:
+        del static.server.linger_timeout
+
+
 def test_pipelined_requests_wait_for_a_late_response(demo):
     r = exchange(demo, b"GET /late HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
                        b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n", 3)

@@ -129,6 +129,7 @@ class Connection:
         self._writer = None           # body writer of the message being sent
         self._request_method = None   # method of this cycle's request (sent or received)
         self._peer_version = None     # HTTP version of this cycle's request, as seen by a server
+        self.peer_keep_alive = None   # whether the peer's last message head asked to keep the connection
         self._waiting_100 = False     # this cycle's request carried Expect: 100-continue
         self._error = None            # the RemoteProtocolError that put their_state in ERROR
 
@@ -236,6 +237,7 @@ class Connection:
             raise RemoteProtocolError("request with more than one Host header")
         connection = index.get("connection")
         keep_alive = version == "1.1" if connection is None else _wants_keep_alive(version, connection)
+        self.peer_keep_alive = keep_alive
         te = index.get("transfer-encoding")
         cl = index.get("content-length")
         if te is not None:
@@ -273,6 +275,7 @@ class Connection:
                 raise RemoteProtocolError(f"informational response {status} without a request")
             return InformationalResponse._new(status, headers, reason, version)
         keep_alive = _wants_keep_alive(version, index.get("connection"))
+        self.peer_keep_alive = keep_alive
         method = self._request_method
         te = index.get("transfer-encoding")
         cl = index.get("content-length")

@@ -824,9 +824,10 @@ class HTTPChannel(DispatcherWithSend):
         if self._closing:
             return
         self._closing = True
-        self.pause_reading()
-        if not self._outq:
-            self._linger()
+        if self._outq:
+            self.pause_reading()
+        else:
+            self._linger()              # which closes, or reads on to discard input
 
     def _linger(self):
         """Shut down our sending side, then discard input until the client closes; close at
@@ -852,15 +853,10 @@ class HTTPChannel(DispatcherWithSend):
         HTTP/1.0 without keep-alive), all of it was read and nothing else is buffered: nothing
         more may arrive, so closing cannot reset the response away (lingering is for the
         other cases)."""
-        req = self._req
         conn = self.conn
-        if req is None or conn.their_state not in (DONE, MUST_CLOSE) or conn.trailing_data[0]:
+        if self._req is None or conn.their_state not in (DONE, MUST_CLOSE) or conn.trailing_data[0]:
             return False
-        tokens = [t.strip(" \t").lower() for v in req.headers.get_all("connection")
-                  for t in v.split(",")]
-        if "close" in tokens:
-            return True
-        return req.version == "1.0" and "keep-alive" not in tokens
+        return conn.peer_keep_alive is False
 
     def handle_close(self):
         self.close()
