@@ -695,6 +695,43 @@ def test_send_head_and_body_for_head_drops_the_body_but_keeps_its_length():
     assert conn.our_state == DONE
 
 
+def _server_after(request_bytes):
+    conn = Connection(SERVER)
+    conn.receive_data(request_bytes)
+    drain(conn)
+    return conn
+
+
+@given(length=st.integers(0, 1 << 40), given_length=st.booleans(),
+       method=st.sampled_from(["GET", "HEAD"]))
+def test_send_head_for_body_gives_the_head_send_head_and_body_would(length, given_length, method):
+    """The head for a body the caller sends itself (sendfile) is the head that sending the
+    body through the Connection would have produced, and the message is then complete."""
+    fields = [("Content-Type", "application/octet-stream")]
+    if given_length:
+        fields.append(("Content-Length", str(length)))
+    request = b"%s /f HTTP/1.1\r\nHost: h\r\n\r\n" % method.encode()
+    ours, reference = _server_after(request), _server_after(request)
+    head = ours.send_head_for_body(Response(200, fields, "OK"), length)
+    if length <= 1 << 16:
+        whole = reference.send_head_and_body(Response(200, fields, "OK"), b"x" * length)
+        assert whole == (head if method == "HEAD" else head + b"x" * length)
+    assert b"Content-Length: %d\r\n" % length in head
+    assert (ours.our_state, ours.their_state) == (DONE, DONE)
+    ours.start_next_cycle()
+
+
+@pytest.mark.parametrize("fields, length", [
+    ([("Content-Length", "10")], 9),                   # the head promises other bytes
+    ([("Transfer-Encoding", "chunked")], 10),          # raw bytes cannot be chunks
+])
+def test_send_head_for_body_refuses_a_head_that_does_not_frame_the_body(fields, length):
+    conn = _server_after(b"GET /f HTTP/1.1\r\nHost: h\r\n\r\n")
+    with pytest.raises(LocalProtocolError):
+        conn.send_head_for_body(Response(200, fields, "OK"), length)
+    assert conn.our_state == ERROR
+
+
 def test_server_response_without_a_request_ends_keep_alive():
     conn = Connection(SERVER)
     conn.receive_data(b"GET / HT")

@@ -345,6 +345,29 @@ class Connection:
             self._local_error()
             raise
 
+    def send_head_for_body(self, event, length):
+        """Send a Request/Response head for a body of ``length`` bytes that the caller transmits
+        itself (with ``os.sendfile``, say): the head's bytes; the message then counts as sent.
+
+        The head must frame exactly that body by Content-Length (given, or added as by
+        :meth:`send_head_and_body`); a response to HEAD carries no body.  Raw bytes cannot be
+        chunked or close-delimited, so any other framing is a LocalProtocolError.
+        """
+        try:
+            if type(event) is not Response and type(event) is not Request:
+                raise LocalProtocolError(f"send_head_for_body needs a Request or Response, not {event!r}")
+            head = self._send(event, length)
+            writer = self._writer
+            if not (type(writer) is ContentLengthWriter and writer.remaining == length
+                    or type(writer) is NoBodyWriter and self._request_method == "HEAD"
+                    and self.our_role == SERVER):
+                raise LocalProtocolError(f"this head does not frame a body of exactly {length} bytes")
+            self._end_our_message()
+            return head
+        except LocalProtocolError:
+            self._local_error()
+            raise
+
     def _local_error(self):
         self.our_state = ERROR
         self._keep_alive = False

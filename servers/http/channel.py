@@ -81,19 +81,6 @@ def current_date(_time=time.time):
     return _date[1]
 
 
-class _BodySpan(bytes):
-    """A stand-in for ``length`` body bytes that the channel sends itself with ``os.sendfile``:
-    it lets the sans-IO Connection account for them (it only asks for ``len()``)."""
-
-    def __new__(cls, length):
-        self = bytes.__new__(cls)
-        self.length = length
-        return self
-
-    def __len__(self):
-        return self.length
-
-
 def bind_socket(address, reuse_port=False):
     """A TCP socket bound (not yet listening) to ``address`` = ``(host, port)``.
 
@@ -513,7 +500,7 @@ class HTTPChannel(DispatcherWithSend):
                 and not _has_field(headers, "transfer-encoding")):
             # A large body goes out with the head in one sendmsg, never copied behind it
             # (the head frames it by Content-Length, so the body bytes go out as they are).
-            head = self.conn.send_head_and_body(resp, _BodySpan(len(body)))
+            head = self.conn.send_head_for_body(resp, len(body))
             req.sent_bytes = len(body)
             self._send_gather(head, body)
             self._response_done(req)
@@ -608,9 +595,7 @@ class HTTPChannel(DispatcherWithSend):
             file.close()
             self._write(conn.send_head_and_body(resp, b""))
         else:
-            head = conn.send(resp)
-            conn.send(Data(_BodySpan(count)))
-            conn.send(EndOfMessage())
+            head = conn.send_head_for_body(resp, count)
             req.sent_bytes = count
             self._write_file(head, FileProducer(file, offset, count))
         req.status = status
@@ -631,7 +616,7 @@ class HTTPChannel(DispatcherWithSend):
         if req.method == "HEAD" or count == 0:
             self._write(self.conn.send_head_and_body(resp, b""))
         else:
-            head = self.conn.send_head_and_body(resp, _BodySpan(count))
+            head = self.conn.send_head_for_body(resp, count)
             req.sent_bytes = count
             self._send_head_and_span(head, fd, offset, count)
         self._response_done(req)
