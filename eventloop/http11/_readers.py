@@ -130,6 +130,14 @@ def _plain_fields(lines):
     return fields, framing
 
 
+def _plain_lines(text):
+    """``(start line, field lines)`` when every line of ``text`` ends with CRLF, else None (a bare LF)."""
+    lines = text.split("\r\n")
+    if lines[-1]:
+        return None
+    return lines[0], lines[1:-1]
+
+
 def _plain_request_head(text):
     """The parsed head if ``text`` (a head up to and including the CRLF of its last field line) has the
     plain shape every common client sends, else None.
@@ -139,10 +147,10 @@ def _plain_request_head(text):
     parser, which accepts the rest of the grammar and names what is wrong; for a plain head both give the
     same result, this one just gets there in fewer steps.
     """
-    lines = text.split("\r\n")
-    if lines[-1]:
-        return None                     # a bare LF ends the last line
-    start = lines[0].split(" ")
+    split = _plain_lines(text)
+    if split is None:
+        return None
+    start = split[0].split(" ")
     if len(start) != 3:
         return None
     method, target, version = start
@@ -152,20 +160,18 @@ def _plain_request_head(text):
         return None
     if not target or not target.isprintable():
         return None
-    del lines[0], lines[-1]
-    parsed = _plain_fields(lines)
+    parsed = _plain_fields(split[1])
     if parsed is None:
         return None
-    fields, framing = parsed
-    return method, target, version[5:], Headers._trusted(fields), framing
+    return method, target, version[5:], Headers._trusted(parsed[0]), parsed[1]
 
 
 def _plain_response_head(text):
     """Like ``_plain_request_head``, for a status line ``HTTP/1.x SP 3DIGIT [SP reason]``."""
-    lines = text.split("\r\n")
-    if lines[-1]:
+    split = _plain_lines(text)
+    if split is None:
         return None
-    start = lines[0].split(" ", 2)
+    start = split[0].split(" ", 2)
     if len(start) < 2:
         return None
     version, status = start[0], start[1]
@@ -176,12 +182,10 @@ def _plain_response_head(text):
         return None
     if not reason.isprintable():
         return None
-    del lines[0], lines[-1]
-    parsed = _plain_fields(lines)
+    parsed = _plain_fields(split[1])
     if parsed is None:
         return None
-    fields, framing = parsed
-    return version[5:], int(status), reason, Headers._trusted(fields), framing
+    return version[5:], int(status), reason, Headers._trusted(parsed[0]), parsed[1]
 
 
 class HeadReader:
