@@ -271,9 +271,18 @@ def test_chat_clients_that_never_read_are_cut_off_while_readers_get_everything(t
                         and l.split()[1] == b"guest%d" % (len(idle) + 2))
         line = b"y" * 1000
         count = 16000                     # 16 MB to every member: far past the 256 KiB queue bound
+        # The talker stays at most `window` lines ahead of the reader.  A member that falls
+        # max_queued bytes behind is cut off by design, and the talker and the reader share
+        # this process (and its GIL): unpaced, the talker could outrun a reader that reads.
+        window = 200
+        heard_count = [0]
+        progress = threading.Condition()
 
         def talk():
             for i in range(count):
+                with progress:
+                    if not progress.wait_for(lambda: heard_count[0] >= i - window, timeout=30):
+                        return
                 talker[0].sendall(b"%06d " % i + line + b"\r\n")
 
         talking = threading.Thread(target=talk, daemon=True)
@@ -285,6 +294,10 @@ def test_chat_clients_that_never_read_are_cut_off_while_readers_get_everything(t
                 heard = reader[1].until(lambda l: l.startswith(b"<talker> "))
                 assert heard == b"<talker> %06d " % i + line, "the reader lost or reordered a line"
                 got += 1
+                if got % 32 == 0:
+                    with progress:
+                        heard_count[0] = got
+                        progress.notify()
             elapsed = time.monotonic() - start
             talking.join(30)
         # Every non-reader was disconnected, and the room said so.
