@@ -224,16 +224,16 @@ class Reactor:
         if self._waker is not None:
             for s in self._waker:
                 s.close()
-            self._waker = None
-            self._waker_fd = None
-        self._registered.clear()
-        self._polled.clear()
-        self._always_ready.clear()
-        self._dirty.update(self.map)
+        self._start_afresh()
 
     def _after_fork(self):
         """In a forked child: the poller and waker belong to the parent; start afresh."""
         self._poller = None
+        self._start_afresh()
+
+    def _start_afresh(self):
+        """Forget the OS poller's registrations and the waker; every channel is re-examined
+        (and registered again) on the next pass."""
         self._waker = None
         self._waker_fd = None
         self._registered.clear()
