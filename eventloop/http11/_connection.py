@@ -246,12 +246,9 @@ class Connection:
             _is_chunked(te, RemoteProtocolError, True)
             if version == "1.0":
                 keep_alive = False  # RFC 9112 section 6.1: faulty framing, close after this message
-            self._reader = ChunkedReader(self._max_body, self._max_chunk_line, self._max_head, self._max_fields)
+            self._reader = self._chunked_reader()
         elif cl is not None:
-            length = _content_length(cl, RemoteProtocolError)
-            if self._max_body is not None and length > self._max_body:
-                raise RemoteProtocolError(f"body of {length} bytes is larger than {self._max_body}", 413)
-            self._reader = ContentLengthReader(length) if length else _EMPTY_READER
+            self._reader = self._length_reader(cl)
         else:
             self._reader = _EMPTY_READER
         expect = index.get("expect")
@@ -265,6 +262,16 @@ class Connection:
         if not keep_alive:
             self._keep_alive = False
         return Request._new(method, target, headers, version)
+
+    def _chunked_reader(self):
+        return ChunkedReader(self._max_body, self._max_chunk_line, self._max_head, self._max_fields)
+
+    def _length_reader(self, cl):
+        """The reader of a received body framed by the Content-Length values ``cl`` (413 past max_body)."""
+        length = _content_length(cl, RemoteProtocolError)
+        if self._max_body is not None and length > self._max_body:
+            raise RemoteProtocolError(f"body of {length} bytes is larger than {self._max_body}", 413)
+        return ContentLengthReader(length) if length else _EMPTY_READER
 
     def _received_response(self, version, status, reason, headers, index):
         state = self.their_state
@@ -288,12 +295,9 @@ class Connection:
             _is_chunked(te, RemoteProtocolError, False)
             if cl is not None:
                 keep_alive = False  # RFC 9112 section 6.3: Transfer-Encoding overrides; do not reuse
-            self._reader = ChunkedReader(self._max_body, self._max_chunk_line, self._max_head, self._max_fields)
+            self._reader = self._chunked_reader()
         elif cl is not None:
-            length = _content_length(cl, RemoteProtocolError)
-            if self._max_body is not None and length > self._max_body:
-                raise RemoteProtocolError(f"body of {length} bytes is larger than {self._max_body}", 413)
-            self._reader = ContentLengthReader(length) if length else _EMPTY_READER
+            self._reader = self._length_reader(cl)
         else:
             self._reader = CloseDelimitedReader(self._max_body)
             keep_alive = False
