@@ -12,13 +12,11 @@ when a client's bytes arrive, we queue them for sending, and the reactor calls
   then the connection is closed.
 """
 import argparse
-import errno
 import logging
-import socket
 import sys
 
-from eventloop import Dispatcher, DispatcherWithSend, Listener, format_address
-from servers import add_address_arguments, cannot_listen, run_loop
+from eventloop import DispatcherWithSend, Listener, format_address
+from servers import UDPServer, add_address_arguments, cannot_listen, open_on_one_port, run_loop
 
 __all__ = ["DEFAULT_PORT", "EchoHandler", "EchoServer", "UDPEchoServer", "start", "main"]
 
@@ -55,10 +53,6 @@ class EchoHandler(DispatcherWithSend):
             self.close()
 
 
-def _family(host):
-    return socket.AF_INET6 if ":" in host else socket.AF_INET
-
-
 class EchoServer(Listener):
     """The TCP listener: each accepted connection becomes a ``handler`` channel."""
 
@@ -72,46 +66,21 @@ class EchoServer(Listener):
         self.handler(sock, map=self._map)
 
 
-class UDPEchoServer(Dispatcher):
+class UDPEchoServer(UDPServer):
     """Each datagram goes back whole to its sender (up to 65,507 bytes, the IPv4 maximum)."""
 
     def __init__(self, host="", port=DEFAULT_PORT, *, map=None):
-        Dispatcher.__init__(self, map=map)
-        self.create_socket(_family(host), socket.SOCK_DGRAM)
-        try:
-            self.bind((host, port))
-        except OSError:
-            self.close()
-            raise
-        self.address = self.socket.getsockname()
-        self.port = self.address[1]
+        UDPServer.__init__(self, host, port, map=map)
 
-    def handle_read(self):
-        try:
-            data, addr = self.socket.recvfrom(65536)
-        except BlockingIOError:
-            return
-        except OSError as exc:      # e.g. an ICMP error left by an earlier reply
-            log.debug("udp receive error ignored: %s", exc)
-            return
-        try:
-            self.socket.sendto(data, addr)
-        except OSError as exc:      # a full buffer: UDP may drop a datagram
-            log.debug("cannot echo %d bytes to %s: %s", len(data), format_address(addr), exc)
+    def handle_datagram(self, data, addr):
+        self.reply(data, addr)
 
 
 def start(host="", port=DEFAULT_PORT, *, map=None):
     """Open ``[EchoServer, UDPEchoServer]`` on one port number (``port=0``: a free one
     that both transports share).  Raises :class:`OSError` if the address cannot be bound."""
-    attempts = 20 if port == 0 else 1
-    for attempt in range(attempts):
-        tcp = EchoServer(host, port, map=map)
-        try:
-            return [tcp, UDPEchoServer(host, tcp.port, map=map)]
-        except OSError as exc:
-            tcp.close()
-            if exc.errno != errno.EADDRINUSE or attempt == attempts - 1:
-                raise
+    return open_on_one_port(port, [lambda p: EchoServer(host, p, map=map),
+                                   lambda p: UDPEchoServer(host, p, map=map)])
 
 
 def main(argv=None):

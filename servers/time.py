@@ -9,14 +9,12 @@ waits for the other, so neither listener needs a per-connection channel: the rea
 tells us a connection or a datagram is ready, and we answer it on the spot.
 """
 import argparse
-import errno
 import logging
-import socket
 import sys
 import time
 
-from eventloop import Dispatcher, Listener, format_address, rfc868
-from servers import add_address_arguments, cannot_listen, run_loop
+from eventloop import Listener, format_address, rfc868
+from servers import UDPServer, add_address_arguments, cannot_listen, open_on_one_port, run_loop
 
 __all__ = ["DEFAULT_PORT", "TimeServer", "UDPTimeServer", "start", "main"]
 
@@ -26,11 +24,6 @@ DEFAULT_PORT = 8037
 log = logging.getLogger("servers.time")
 #: One line per request goes here; silence it (``-q``) without silencing the rest.
 request_log = logging.getLogger("servers.time.request")
-
-
-def _family(host):
-    """IPv6 for IPv6 addresses (they are the ones with colons), IPv4 otherwise."""
-    return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
 class TimeServer(Listener):
@@ -54,37 +47,18 @@ class TimeServer(Listener):
             sock.close()
 
 
-class UDPTimeServer(Dispatcher):
+class UDPTimeServer(UDPServer):
     """The UDP socket: every datagram that arrives, whatever it holds, gets the four bytes."""
 
+    max_datagram = 512          # the request's content does not matter
+
     def __init__(self, host="", port=DEFAULT_PORT, *, now=time.time, map=None):
-        Dispatcher.__init__(self, map=map)
+        UDPServer.__init__(self, host, port, map=map)
         self.now = now
-        self.create_socket(_family(host), socket.SOCK_DGRAM)
-        try:
-            self.bind((host, port))
-        except OSError:
-            self.close()
-            raise
-        self.address = self.socket.getsockname()
 
-    @property
-    def port(self):
-        return self.address[1]
-
-    def handle_read(self):
-        try:
-            _, addr = self.socket.recvfrom(512)
-        except BlockingIOError:
-            return
-        except OSError as exc:      # e.g. an ICMP error left by an earlier reply
-            log.debug("udp receive error ignored: %s", exc)
-            return
+    def handle_datagram(self, _, addr):
         request_log.info("time request from %s over udp", format_address(addr))
-        try:
-            self.socket.sendto(rfc868.encode(self.now()), addr)
-        except OSError as exc:          # a full buffer or a bad address: UDP may drop a reply
-            log.debug("cannot answer %s: %s", format_address(addr), exc)
+        self.reply(rfc868.encode(self.now()), addr)
 
 
 def start(host="", port=DEFAULT_PORT, *, tcp=True, udp=True, now=time.time, map=None):
@@ -96,21 +70,12 @@ def start(host="", port=DEFAULT_PORT, *, tcp=True, udp=True, now=time.time, map=
     """
     if not (tcp or udp):
         raise ValueError("at least one of tcp and udp is needed")
-    attempts = 20 if port == 0 and tcp and udp else 1
-    for attempt in range(attempts):
-        servers = []
-        try:
-            if tcp:
-                servers.append(TimeServer(host, port, now=now, map=map))
-            if udp:
-                shared = servers[0].port if servers else port
-                servers.append(UDPTimeServer(host, shared, now=now, map=map))
-            return servers
-        except OSError as exc:
-            for server in servers:
-                server.close()
-            if exc.errno != errno.EADDRINUSE or attempt == attempts - 1:
-                raise
+    openers = []
+    if tcp:
+        openers.append(lambda p: TimeServer(host, p, now=now, map=map))
+    if udp:
+        openers.append(lambda p: UDPTimeServer(host, p, now=now, map=map))
+    return open_on_one_port(port, openers)
 
 
 def main(argv=None):
