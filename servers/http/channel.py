@@ -582,26 +582,6 @@ class HTTPChannel(DispatcherWithSend):
             self._write(out)
         self._response_done(req)
 
-    def send_file_body(self, req, status, headers, file, offset, count):
-        """Send a response whose body is ``count`` bytes of ``file`` from ``offset`` (the head
-        must carry that Content-Length); the channel owns ``file`` from now on."""
-        if not self.connected:
-            file.close()
-            req._state = _DONE
-            return
-        resp = self.server.response_head(status, headers, self._variant(req))
-        conn = self.conn
-        if req.method == "HEAD" or count == 0:
-            file.close()
-            self._write(conn.send_head_and_body(resp, b""))
-        else:
-            head = conn.send_head_for_body(resp, count)
-            req.sent_bytes = count
-            self._write_file(head, FileProducer(file, offset, count))
-        req.status = status
-        req._state = _DONE
-        self._response_done(req)
-
     def send_file_span(self, req, status, headers, fd, offset, count):
         """Send a response whose body is ``count`` bytes of the open file ``fd`` from ``offset``
         (the head must carry that Content-Length).  ``fd`` stays the caller's, who may close it
