@@ -161,9 +161,7 @@ class FileCache:
         held = self._held
         held[key] = entry
         while len(held) > self.max_open:
-            _, old = held.popitem(last=False)
-            os.close(old.fd)
-            old.fd = None
+            _close_fd(held.popitem(last=False)[1])
 
     def _put(self, key, entry):
         self.discard(key)
@@ -183,14 +181,12 @@ class FileCache:
                 self._bytes -= len(entry.body)
             if entry.fd is not None:
                 del self._held[key]
-                os.close(entry.fd)
-                entry.fd = None
+                _close_fd(entry)
 
     def close(self):
         """Close every held descriptor (the entries stay; they reopen their files on use)."""
         for entry in self._held.values():
-            os.close(entry.fd)
-            entry.fd = None
+            _close_fd(entry)
         self._held.clear()
 
     @property
@@ -200,6 +196,12 @@ class FileCache:
 
     def __len__(self):
         return len(self._entries)
+
+
+def _close_fd(entry):
+    """Close the descriptor a cache entry holds (the entry reopens its file when next used)."""
+    os.close(entry.fd)
+    entry.fd = None
 
 
 def serve_entry(request, entry, fd=None):
