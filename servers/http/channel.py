@@ -188,11 +188,9 @@ class HTTPServer(Dispatcher):
     def _accept(self):
         """``socket.accept()`` without its per-call lookups: the standard method converts the
         listener's family and type to enums for every connection, though they never change."""
-        listener = self.socket
-        raw_accept = getattr(listener, "_accept", None)
-        if raw_accept is None or self._socket_args is None:
-            return listener.accept()
-        fd, addr = raw_accept()
+        if self._socket_args is None:           # not a plain socket.socket: its own accept()
+            return self.socket.accept()
+        fd, addr = self.socket._accept()
         return socket.socket(*self._socket_args, fileno=fd), addr
 
     def _set_nodelay(self, sock):
