@@ -770,7 +770,7 @@ class AsyncHTTP(Dispatcher):
         conn = self._conn
         sock = self.socket
         if (self.use_pool and conn.our_state == DONE and conn.their_state == DONE
-                and not self._outq and not conn.trailing_data[0] and not self._eof):
+                and not self._outq and not conn.buffered_bytes and not self._eof):
             conn.start_next_cycle()
             self._detach()
             connection_pool(self.reactor).checkin(self._key, sock, conn, self._keep_alive_expiry())

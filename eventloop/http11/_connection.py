@@ -107,6 +107,17 @@ class Connection:
     ``max_chunk_line`` (chunk-size line, 400).
     """
 
+    # State every connection starts with (class defaults: a server creates one per connection).
+    _closed = False             # the peer's EOF has been received
+    _keep_alive = True
+    _reader = None              # body reader of the message being received
+    _writer = None              # body writer of the message being sent
+    _request_method = None      # method of this cycle's request (sent or received)
+    _peer_version = None        # HTTP version of this cycle's request, as seen by a server
+    peer_keep_alive = None      # whether the peer's last message head asked to keep the connection
+    _waiting_100 = False        # this cycle's request carried Expect: 100-continue
+    _error = None               # the RemoteProtocolError that put their_state in ERROR
+
     def __init__(self, our_role, *, max_line=8192, max_head=65536, max_fields=100, max_body=None,
                  max_chunk_line=4096):
         if our_role not in (CLIENT, SERVER):
@@ -122,16 +133,7 @@ class Connection:
         self._max_body = max_body
         self._max_chunk_line = max_chunk_line
         self._buf = bytearray()
-        self._closed = False          # the peer's EOF has been received
-        self._keep_alive = True
         self._head_reader = HeadReader(our_role == SERVER, max_line, max_head, max_fields)
-        self._reader = None           # body reader of the message being received
-        self._writer = None           # body writer of the message being sent
-        self._request_method = None   # method of this cycle's request (sent or received)
-        self._peer_version = None     # HTTP version of this cycle's request, as seen by a server
-        self.peer_keep_alive = None   # whether the peer's last message head asked to keep the connection
-        self._waiting_100 = False     # this cycle's request carried Expect: 100-continue
-        self._error = None            # the RemoteProtocolError that put their_state in ERROR
 
     # ----------------------------------------------------------------------------------- properties
 
@@ -149,6 +151,11 @@ class Connection:
     def trailing_data(self):
         """``(unprocessed received bytes, whether the peer's EOF was received)``."""
         return bytes(self._buf), self._closed
+
+    @property
+    def buffered_bytes(self):
+        """How many received bytes are not yet parsed into events (``trailing_data`` without the copy)."""
+        return len(self._buf)
 
     def __repr__(self):
         return (f"<Connection {self.our_role} our_state={self.our_state} their_state={self.their_state}"

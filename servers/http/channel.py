@@ -162,10 +162,17 @@ class HTTPServer(Dispatcher):
         self.listen(backlog)
 
     def handle_accept(self):
-        accept = self._accept
+        # socket.accept() converts the listener's family and type to enums for every
+        # connection, though they never change: a plain listener's are kept in _socket_args.
+        args = self._socket_args
+        listener = self.socket
         for _ in range(self.accept_batch):
             try:
-                sock, addr = accept()
+                if args is None:                # not a plain socket.socket: its own accept()
+                    sock, addr = listener.accept()
+                else:
+                    fd, addr = listener._accept()
+                    sock = socket.socket(*args, fileno=fd)
             except BlockingIOError:
                 return
             except OSError as exc:
@@ -184,14 +191,6 @@ class HTTPServer(Dispatcher):
                 self.channel_class(sock, addr, self)
             except OSError:
                 sock.close()
-
-    def _accept(self):
-        """``socket.accept()`` without its per-call lookups: the standard method converts the
-        listener's family and type to enums for every connection, though they never change."""
-        if self._socket_args is None:           # not a plain socket.socket: its own accept()
-            return self.socket.accept()
-        fd, addr = self.socket._accept()
-        return socket.socket(*self._socket_args, fileno=fd), addr
 
     def _set_nodelay(self, sock):
         """Set TCP_NODELAY on an accepted socket.  Linux and the BSDs copy it from the
@@ -270,12 +269,26 @@ class HTTPChannel(DispatcherWithSend):
     exactly while it is non-empty) holds bytes-like pieces and FileProducers.
     """
 
+    # State every connection starts with; an instance gets its own value once it changes.
+    _req = None                 # the request being read or answered
+    _body = None                # pieces of its body, while they arrive
+    _dispatched = False         # the application has the request
+    _in_process = False         # _process is running (it is not re-entered)
+    _closing = False            # close (lingering) once the output queue is empty
+    _lingering = False
+    _linger_since = 0.0
+    _discarded = 0              # bytes read and dropped while lingering
+    _drain_callbacks = None
+    _timer = None
+
     def __init__(self, sock, addr, server):
         # The socket is set here rather than by Dispatcher.__init__: accept() already gave
-        # the peer's address, so it is not asked for again.
+        # the peer's address, so it is not asked for again.  The channel joins the map only
+        # at the end, if it has to wait: most short connections are answered and closed first.
         DispatcherWithSend.__init__(self, None, server.channel_map)
         sock.setblocking(False)
-        self.set_socket(sock, server.channel_map)
+        self.socket = sock
+        self._fileno = sock.fileno()
         self.connected = True
         self.addr = addr
         self.server = server
@@ -284,25 +297,15 @@ class HTTPChannel(DispatcherWithSend):
         self.conn = Connection(SERVER, max_body=server.max_body)
         self._recv = sock.recv
         self._sock_send = sock.send
-        self._sock_sendmsg = sock.sendmsg
         self._clock = clock = server.clock
         now = clock()
         self._last_io = now         # last read or write progress
         self._wait_since = now      # start of the current idle wait between requests
         self._head_since = now      # first byte of the current head (the accept, for the first)
-        self._first = True
-        self._req = None
-        self._body = None
-        self._dispatched = False
-        self._in_process = False
-        self._closing = False       # close (lingering) once the output queue is empty
-        self._lingering = False
-        self._linger_since = 0.0
-        self._discarded = 0
-        self._drain_callbacks = None
-        self._timer = None
         server.channels.add(self)
         self._read_at_once(now)
+        if self.connected:
+            self.add_channel()
 
     # ------------------------------------------------------------------ input
     def _read_at_once(self, now):
@@ -406,7 +409,6 @@ class HTTPChannel(DispatcherWithSend):
         """Both sides are done with a request: get ready for the next one."""
         self.conn.start_next_cycle()
         self._req = None
-        self._first = False
         self._head_since = None
         self._wait_since = now = self._last_io
         self._arm(now + self.server.keepalive_timeout)
@@ -527,7 +529,7 @@ class HTTPChannel(DispatcherWithSend):
         """Send ``head`` then ``body`` (nothing queued before them) with one sendmsg; queue
         what the socket does not take."""
         try:
-            sent = self._sock_sendmsg((head, body))
+            sent = self.socket.sendmsg((head, body))
         except BlockingIOError:
             sent = 0
         except OSError as exc:
@@ -795,16 +797,13 @@ class HTTPChannel(DispatcherWithSend):
     def _linger(self):
         """Shut down our sending side, then discard input until the client closes; close at
         once when the client has nothing more to send."""
-        if self.eof_received or not self.connected:
-            self.close()
+        if self.eof_received or not self.connected or self._client_is_done():
+            self.close()        # nothing more can arrive: the FIN follows our response
             return
         try:
             self.socket.shutdown(socket.SHUT_WR)
         except OSError:
             self.close()
-            return
-        if self._client_is_done():
-            self.close()        # our FIN is out already: nothing to wait for
             return
         self._lingering = True
         self._linger_since = now = self._clock()
@@ -817,9 +816,8 @@ class HTTPChannel(DispatcherWithSend):
         more may arrive, so closing cannot reset the response away (lingering is for the
         other cases)."""
         conn = self.conn
-        if self._req is None or conn.their_state not in (DONE, MUST_CLOSE) or conn.trailing_data[0]:
-            return False
-        return conn.peer_keep_alive is False
+        return (conn.peer_keep_alive is False and self._req is not None
+                and conn.their_state in (DONE, MUST_CLOSE) and not conn.buffered_bytes)
 
     def handle_close(self):
         self.close()
@@ -880,7 +878,7 @@ class HTTPChannel(DispatcherWithSend):
         req = self._req
         if self._lingering or self._closing or self._outq:
             self.close()                    # a stalled download, or a close that never finished
-        elif req is None and self.conn.trailing_data[0] or req is not None and not self._dispatched:
+        elif req is None and self.conn.buffered_bytes or req is not None and not self._dispatched:
             # Part of a request arrived, too slowly: say so, then close.
             what = "request head" if req is None else "request body"
             body = files.error_page(408, reason_for(408), "The %s took too long." % what)
