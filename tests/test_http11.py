@@ -883,6 +883,29 @@ def test_pipelining_with_paused_and_start_next_cycle():
     assert conn.next_event().target == "/3"
 
 
+@given(data=st.data())
+def test_buffered_bytes_counts_what_trailing_data_holds(data):
+    stream = GET + b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n" + GET
+    conn = Connection(SERVER)
+    assert conn.buffered_bytes == 0
+    for piece in data.draw(chunkings(stream)):
+        conn.receive_data(piece)
+        while True:
+            assert conn.buffered_bytes == len(conn.trailing_data[0])
+            event = conn.next_event()
+            if event is NEED_DATA:
+                break
+            if event is PAUSED:
+                if conn.our_state == SEND_RESPONSE:
+                    conn.send_head_and_body(Response(200, [], "OK"), b"")
+                if conn.our_state == DONE and conn.their_state == DONE:
+                    conn.start_next_cycle()
+                else:
+                    break
+    assert conn.buffered_bytes == len(conn.trailing_data[0])
+    assert conn.their_state == MUST_CLOSE
+
+
 def test_data_after_connection_close_request_is_discarded():
     conn = Connection(SERVER)
     conn.receive_data(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n" + GET)
