@@ -222,6 +222,44 @@ def test_requests_sent_with_the_connect_or_later_are_both_answered(site):
         f.close()
 
 
+class _Recording(HTTPChannel):
+    """Notes, as each channel closes, whether it had joined the reactor's map."""
+
+    closes = []
+
+    def close(self):
+        if self.connected:
+            type(self).closes.append(self._fileno in self._map)
+        HTTPChannel.close(self)
+
+
+def test_a_connection_answered_at_accept_never_joins_the_map(site):
+    root, _ = site
+    served = Served(StaticFiles(str(root)), channel_class=_Recording)
+    _Recording.closes = []
+    try:
+        # With accepting paused, both requests are in the kernel before the accept.
+        served.call(served.server.pause_reading)
+        close_sock, keep_sock = served.connect(), served.connect()
+        close_sock.sendall(b"GET /tiny.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        keep_sock.sendall(b"GET /tiny.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        served.call(served.server.resume_reading)
+        with close_sock, keep_sock:
+            f = close_sock.makefile("rb")
+            assert read_response(f).body == b"tiny" and f.read() == b""
+            f.close()
+            assert served.wait_until(lambda: _Recording.closes == [False])
+            # The keep-alive connection waits for its next request in the map, and is served.
+            f = keep_sock.makefile("rb")
+            assert read_response(f).body == b"tiny"
+            keep_sock.sendall(b"GET /tiny.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert read_response(f).body == b"tiny" and f.read() == b""
+            f.close()
+            assert served.wait_until(lambda: _Recording.closes == [False, True])
+    finally:
+        served.stop()
+
+
 # ------------------------------------------------------------- the Connection's head memo
 
 

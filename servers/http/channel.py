@@ -12,10 +12,14 @@ is not reading fast enough) or the application has not finished its response, th
 neither reads from the socket nor parses further requests.  Large files are queued as
 :class:`eventloop.FileProducer` and sent with ``os.sendfile``.
 
-A connection that broke the protocol gets its 4xx with ``Connection: close``; every close
-after a response is "lingering": the channel shuts down its sending side and discards input
-until the client closes (bounded in time and bytes), so the client reads the response instead
-of a reset.
+A connection that broke the protocol gets its 4xx with ``Connection: close``.  A close after a
+response is "lingering": the channel shuts down its sending side and discards input until the
+client closes (bounded in time and bytes), so the client reads the response instead of a reset.
+Only when the client itself asked to close and sent nothing after that request does the channel
+close at once: nothing unread can turn the close into a reset.
+
+A connection whose request arrived with it is read as it is accepted; if it is answered and
+closed then, it never joins the reactor's map (no registration, no timer).
 """
 import errno
 import logging
@@ -796,7 +800,7 @@ class HTTPChannel(DispatcherWithSend):
 
     def _linger(self):
         """Shut down our sending side, then discard input until the client closes; close at
-        once when the client has nothing more to send."""
+        once (no shutdown needed: the FIN follows the response) when nothing more can come."""
         if self.eof_received or not self.connected or self._client_is_done():
             self.close()        # nothing more can arrive: the FIN follows our response
             return
