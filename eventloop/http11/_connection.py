@@ -127,7 +127,6 @@ class Connection:
         self.our_state = IDLE
         self.their_state = IDLE
         self._our_table = TRANSITIONS[our_role]
-        self._their_table = TRANSITIONS[self.their_role]
         self._max_head = max_head
         self._max_fields = max_fields
         self._max_body = max_body

@@ -367,6 +367,12 @@ class HTTPChannel(DispatcherWithSend):
                     return
                 if conn.our_state == DONE and conn.their_state == DONE:
                     self._next_cycle()
+                    if not conn.buffered_bytes and not self.eof_received:
+                        # Nothing pipelined: wait for the next request (next_event would
+                        # only say NEED_DATA).
+                        if not self.reading:
+                            self.resume_reading()
+                        return
                     continue
             try:
                 event = next_event()
