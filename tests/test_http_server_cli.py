@@ -24,7 +24,7 @@ class Program:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "servers.http", *args], cwd=cwd or ROOT,
             env=dict(os.environ, PYTHONPATH=ROOT), stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, text=True)
+            stderr=subprocess.PIPE, text=True, start_new_session=True)
         self.lines = queue.Queue()
         self.seen = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -75,6 +75,9 @@ class Program:
             conn.close()
 
     def stop(self, signum=signal.SIGTERM, timeout=10.0):
+        """Signal the program, wait for it; its exit status.  Processes it leaves behind holding
+        its stderr (workers that outlive their parent by more than a few seconds: orphans stop
+        themselves within one) are killed, and reported as a failure."""
         if self.proc.poll() is None:
             self.proc.send_signal(signum)
         try:
@@ -83,7 +86,16 @@ class Program:
             if self.proc.poll() is None:
                 self.proc.kill()
                 self.proc.wait(5)
+            self._reader.join(5)
+            stragglers = self._reader.is_alive()
+            if stragglers:
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self._reader.join(5)
             self.proc.stderr.close()
+            assert not stragglers, "processes of the program outlived it, holding its stderr"
 
 
 @pytest.fixture

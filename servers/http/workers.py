@@ -27,6 +27,7 @@ __all__ = ["Prefork"]
 
 log = logging.getLogger("servers.http")
 
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 class Prefork:
@@ -68,14 +69,17 @@ class Prefork:
         return self.server_address
 
     # ----------------------------------------------------------------- child
-    def _child(self):
-        """The body of a worker process; never returns."""
+    def _child(self, parent):
+        """The body of a worker process of ``parent`` (the supervisor's pid, taken before the
+        fork: asked for after it, it would already be init's if the parent died at once);
+        never returns.  It says "started" once it is serving."""
         code = 0
         try:
             signal.signal(signal.SIGINT, signal.SIG_IGN)    # the parent handles Ctrl-C
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             signal.set_wakeup_fd(-1)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
             if self.reuse_port:
                 sock = bind_socket(self.server_address, reuse_port=True)
                 sock.listen(self.backlog)
@@ -84,7 +88,6 @@ class Prefork:
                 sock = self.sock
             reactor = Reactor()
             set_reactor(reactor)
-            parent = os.getppid()
 
             def check_parent():
                 if os.getppid() != parent:
@@ -92,6 +95,7 @@ class Prefork:
 
             reactor.call_every(1.0, check_parent)
             self.setup(sock, reactor)
+            log.info("worker %d started", os.getpid())
             reactor.run()
         except BaseException:
             traceback.print_exc()
@@ -106,11 +110,17 @@ class Prefork:
     def _spawn(self):
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            self._child()
+        parent = os.getpid()
+        # Blocked across the fork, a SIGTERM cannot reach the child while it still has the
+        # parent's handlers: it waits until the child has its own.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                self._child(parent)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
         self.children[pid] = time.monotonic()
-        log.info("worker %d started", pid)
         return pid
 
     # ---------------------------------------------------------------- parent
