@@ -518,21 +518,9 @@ class HTTPChannel(DispatcherWithSend):
         data = self.conn.send_head_and_body(resp, body)
         if req.method != "HEAD":
             req.sent_bytes = len(body)
-        if self._outq:
-            self._write(data)
-        else:
-            # The common case, inline: the whole response in one send.
-            try:
-                sent = self._sock_send(data)
-            except BlockingIOError:
-                sent = 0
-            except OSError as exc:
-                if exc.errno not in DISCONNECTED:
-                    raise
-                self.close()
-                return
-            if sent != len(data):
-                self._queue_rest(data, sent)
+        self._write(data)
+        if not self.connected:
+            return                              # the client went away during the send
         self._response_done(req)
 
     def _send_gather(self, head, body):
@@ -808,7 +796,7 @@ class HTTPChannel(DispatcherWithSend):
         """Shut down our sending side, then discard input until the client closes; close at
         once (no shutdown needed: the FIN follows the response) when nothing more can come."""
         if self.eof_received or not self.connected or self._client_is_done():
-            self.close()        # nothing more can arrive: the FIN follows our response
+            self.close()
             return
         try:
             self.socket.shutdown(socket.SHUT_WR)
