@@ -490,11 +490,11 @@ class DispatcherWithSend(Dispatcher):
     """
 
     out_chunk = 65536
+    _out_off = 0            # bytes of the first queued chunk already sent
+    queued_bytes = 0
 
     def __init__(self, sock=None, map=None):
         self._outq = collections.deque()
-        self._out_off = 0
-        self.queued_bytes = 0
         Dispatcher.__init__(self, sock, map)
 
     @property

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventloop.http11 import SERVER, Connection, Headers, Response
-from servers.http import FileCache, HTTPChannel, StaticFiles
+from servers.http import FileCache, Handler, HTTPChannel, StaticFiles
 
 from test_http_server import Served, closed_by_server, get, read_response
 
@@ -256,6 +256,68 @@ def test_a_connection_answered_at_accept_never_joins_the_map(site):
             assert read_response(f).body == b"tiny" and f.read() == b""
             f.close()
             assert served.wait_until(lambda: _Recording.closes == [False, True])
+    finally:
+        served.stop()
+
+
+class _LargeBodies(Handler):
+    """A large body by each way of sending one: a file (os.sendfile), one bytes object
+    (sendmsg of head and body) and a streamed body (send)."""
+
+    big = os.urandom(16 << 20)      # more than a loopback socket buffers
+
+    def __init__(self, file_path):
+        self.file_path = file_path
+
+    def do_GET(self, request):
+        if request.path == "/file":
+            request.send_file(self.file_path)
+        elif request.path == "/bytes":
+            request.respond(200, (("Content-Type", "application/octet-stream"),), self.big)
+        elif request.path == "/stream":
+            request.start_response(200, (("Content-Length", str(len(self.big))),))
+            request.write(self.big)
+            request.finish()
+        else:
+            request.respond(200, (), b"ok")
+
+
+def _recv_exactly(sock, n):
+    data = bytearray()
+    while len(data) < n:
+        chunk = sock.recv(min(n - len(data), 1 << 20))
+        assert chunk, "closed after %d of %d bytes" % (len(data), n)
+        data += chunk
+    return bytes(data)
+
+
+@pytest.mark.parametrize("path", ["/file", "/bytes", "/stream"])
+def test_a_large_response_to_a_client_not_reading_never_blocks_the_server(tmp_path, path):
+    """An accepted socket stays in blocking mode while the channel only sends with
+    MSG_DONTWAIT; every other way of sending must switch it first, or this client, answered
+    at accept, would stall the whole server each time it stops reading."""
+    expected = _LargeBodies.big
+    (tmp_path / "big.bin").write_bytes(expected)
+    served = Served(_LargeBodies(str(tmp_path / "big.bin")))
+    try:
+        served.call(served.server.pause_reading)
+        with socket.socket() as slow:
+            slow.settimeout(5)
+            slow.connect(("127.0.0.1", served.port))
+            slow.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode())
+            served.call(served.server.resume_reading)
+            assert served.wait_until(lambda: any(ch._outq for ch in served.server.channels))
+            # The slow client reads nothing yet; another is served meanwhile.
+            assert get(served, "/other")[::2] == (200, b"ok")
+            # It reads half (the channel is woken to send more), then stops again.
+            received = _recv_exactly(slow, len(expected) // 2)
+            assert get(served, "/other")[::2] == (200, b"ok")
+            head_end = received.index(b"\r\n\r\n") + 4
+            head = received[:head_end]
+            assert head.startswith(b"HTTP/1.1 200 ")
+            assert b"\r\nContent-Length: %d\r\n" % len(expected) in head
+            body = received[head_end:] + _recv_exactly(slow, len(expected) - (len(received) - head_end))
+            assert body == expected
     finally:
         served.stop()
 

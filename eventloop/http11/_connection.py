@@ -84,8 +84,8 @@ def _is_chunked(values, error, request):
 
 def _response_memo(event):
     """What ``_send_response`` needs from a Response's own fields, worked out once per event:
-    ``(fields list, its length, head bytes without the final CRLF, keep-alive by its
-    Connection field, Transfer-Encoding values or None, Content-Length or None)``.  The
+    ``(fields list, its length, head bytes without the final CRLF, the whole head, keep-alive
+    by its Connection field, Transfer-Encoding values or None, Content-Length or None)``.  The
     fields list and its length tell whether the headers changed since."""
     headers = event.headers
     index = headers._lookup()
@@ -94,8 +94,8 @@ def _response_memo(event):
     if te is not None and cl is not None:
         raise LocalProtocolError("response with both Transfer-Encoding and Content-Length")
     length = None if cl is None else _content_length(cl, LocalProtocolError)
-    head = write_head(f"HTTP/{event.version} {event.status} {event.reason}", headers, "")[:-2]
-    return (headers._fields, len(headers._fields), head,
+    head = write_head(f"HTTP/{event.version} {event.status} {event.reason}", headers, "")
+    return (headers._fields, len(headers._fields), head[:-2], head,
             _wants_keep_alive(event.version, index.get("connection")), te, length)
 
 
@@ -258,8 +258,9 @@ class Connection:
         else:
             self._reader = _EMPTY_READER
         expect = index.get("expect")
-        self._waiting_100 = (version == "1.1" and expect is not None and self._reader is not _EMPTY_READER
-                             and "100-continue" in _tokens(expect))
+        if expect is not None:
+            self._waiting_100 = (version == "1.1" and self._reader is not _EMPTY_READER
+                                 and "100-continue" in _tokens(expect))
         self._request_method = method
         self._peer_version = version
         self.their_state = SEND_BODY
@@ -428,7 +429,7 @@ class Connection:
             # A server sends the same Response event many times (cached heads): read its
             # framing fields and serialise it once.
             memo = event._head = _response_memo(event)
-        _, _, head, keep_alive, te, length = memo
+        _, _, head, whole_head, keep_alive, te, length = memo
         status = event.status
         method = self._request_method
         if self.their_state == IDLE or self.their_state == ERROR:
@@ -462,7 +463,7 @@ class Connection:
             self._keep_alive = False
         if extra:
             return head + extra.encode("latin-1") + b"\r\n"
-        return head + b"\r\n"
+        return whole_head
 
     def _send_request(self, event, body_length):
         headers = event.headers

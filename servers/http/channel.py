@@ -19,7 +19,9 @@ Only when the client itself asked to close and sent nothing after that request d
 close at once: nothing unread can turn the close into a reset.
 
 A connection whose request arrived with it is read as it is accepted; if it is answered and
-closed then, it never joins the reactor's map (no registration, no timer).
+closed then, it never joins the reactor's map (no registration, no timer), and its descriptor
+is never switched to non-blocking mode: until then the channel's own receive and sends pass
+``MSG_DONTWAIT``.
 """
 import errno
 import logging
@@ -27,6 +29,7 @@ import os
 import socket
 import sys
 import time
+from collections import deque
 from http import HTTPStatus
 
 from eventloop import Dispatcher, DispatcherWithSend, FileProducer, get_reactor
@@ -54,6 +57,7 @@ _NO_BODY = frozenset({204, 304})
 _SENDFILE_CHUNK = 8 << 20
 _LINGER_MAX_BYTES = 1 << 20
 _MSG_MORE = getattr(socket, "MSG_MORE", 0)
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 _HAVE_SENDFILE = hasattr(os, "sendfile")
 _GATHER_MIN = 16 << 10     # bodies from this size are not concatenated to their head
 
@@ -284,23 +288,29 @@ class HTTPChannel(DispatcherWithSend):
     _discarded = 0              # bytes read and dropped while lingering
     _drain_callbacks = None
     _timer = None
+    _blocking_fd = False        # the descriptor is still in blocking mode (see __init__)
 
     def __init__(self, sock, addr, server):
-        # The socket is set here rather than by Dispatcher.__init__: accept() already gave
-        # the peer's address, so it is not asked for again.  The channel joins the map only
-        # at the end, if it has to wait: most short connections are answered and closed first.
-        DispatcherWithSend.__init__(self, None, server.channel_map)
-        sock.setblocking(False)
+        # DispatcherWithSend.__init__ is not called: it would ask for the peer's address, which
+        # accept() gave already, and join the map.  The channel sets up its map and output
+        # queue itself, and joins the map only at the end, if it has to wait: most short
+        # connections are answered and closed first.
+        self._map = server.channel_map
+        self._outq = deque()
+        if _DONTWAIT and sock.gettimeout() is None:
+            # An accepted descriptor starts in blocking mode.  Our recv and sends pass
+            # MSG_DONTWAIT, so it is switched (one more system call) only when the channel
+            # joins the map or sends a file: see _set_nonblocking.
+            self._blocking_fd = True
+        else:
+            sock.setblocking(False)
         self.socket = sock
         self._fileno = sock.fileno()
         self.connected = True
         self.addr = addr
         self.server = server
         self.app = server.app
-        self._handle = server.app.handle
         self.conn = Connection(SERVER, max_body=server.max_body)
-        self._recv = sock.recv
-        self._sock_send = sock.send
         self._clock = clock = server.clock
         now = clock()
         self._last_io = now         # last read or write progress
@@ -310,6 +320,18 @@ class HTTPChannel(DispatcherWithSend):
         self._read_at_once(now)
         if self.connected:
             self.add_channel()
+
+    def _set_nonblocking(self):
+        """Put the descriptor in non-blocking mode: needed before waiting for readiness (the
+        reactor's handlers, and subclasses, may use the socket without MSG_DONTWAIT) and
+        before ``os.sendfile``, which takes no flags."""
+        if self._blocking_fd:
+            self._blocking_fd = False
+            self.socket.setblocking(False)
+
+    def add_channel(self, map=None):
+        self._set_nonblocking()
+        DispatcherWithSend.add_channel(self, map)
 
     # ------------------------------------------------------------------ input
     def _read_at_once(self, now):
@@ -324,7 +346,7 @@ class HTTPChannel(DispatcherWithSend):
             self.handle_error()         # this channel's own error, not the listener's
 
     def handle_read(self):
-        data = self._recv(65536)
+        data = self.socket.recv(65536, _DONTWAIT)
         self._last_io = now = self._clock()
         if self._head_since is None:
             self._head_since = now
@@ -448,7 +470,7 @@ class HTTPChannel(DispatcherWithSend):
     def _dispatch(self, req):
         self._dispatched = True
         try:
-            self._handle(req)
+            self.app.handle(req)
         except Exception:
             self._app_failed(req)
 
@@ -527,7 +549,7 @@ class HTTPChannel(DispatcherWithSend):
         """Send ``head`` then ``body`` (nothing queued before them) with one sendmsg; queue
         what the socket does not take."""
         try:
-            sent = self.socket.sendmsg((head, body))
+            sent = self.socket.sendmsg((head, body), (), _DONTWAIT)
         except BlockingIOError:
             sent = 0
         except OSError as exc:
@@ -600,10 +622,11 @@ class HTTPChannel(DispatcherWithSend):
         self._response_done(req)
 
     def _send_head_and_span(self, head, fd, offset, count):
+        self._set_nonblocking()
         sent_head = sent = 0
         if not self._outq and _HAVE_SENDFILE:
             try:
-                sent_head = self._sock_send(head, _MSG_MORE)
+                sent_head = self.socket.send(head, _MSG_MORE)
                 if sent_head == len(head):
                     sent = os.sendfile(self._fileno, fd, offset, count)
             except BlockingIOError:
@@ -655,7 +678,7 @@ class HTTPChannel(DispatcherWithSend):
             self.queued_bytes += len(data)
             return
         try:
-            sent = self._sock_send(data)
+            sent = self.socket.send(data, _DONTWAIT)
         except BlockingIOError:
             sent = 0
         except OSError as exc:
@@ -676,6 +699,7 @@ class HTTPChannel(DispatcherWithSend):
         self._arm(self._last_io + self.server.io_timeout)
 
     def _write_file(self, head, producer):
+        self._set_nonblocking()
         q = self._outq
         if q:
             if head:
@@ -684,7 +708,7 @@ class HTTPChannel(DispatcherWithSend):
             q.append(producer)
             return
         try:
-            sent = self._sock_send(head, _MSG_MORE) if head else 0
+            sent = self.socket.send(head, _MSG_MORE) if head else 0
         except BlockingIOError:
             sent = 0
         except OSError as exc:
@@ -719,7 +743,7 @@ class HTTPChannel(DispatcherWithSend):
                     return
                 continue
             try:
-                sent = self._sock_send(item)
+                sent = self.socket.send(item)
             except BlockingIOError:
                 return
             self.queued_bytes -= sent
@@ -821,11 +845,12 @@ class HTTPChannel(DispatcherWithSend):
         self.close()
 
     def close(self):
-        for item in self._outq:
-            if type(item) is FileProducer:
-                item.close()
-        self._outq.clear()
-        self.queued_bytes = 0
+        if self._outq:
+            for item in self._outq:
+                if type(item) is FileProducer:
+                    item.close()
+            self._outq.clear()
+            self.queued_bytes = 0
         self._drain_callbacks = None
         self.server.channels.discard(self)
         DispatcherWithSend.close(self)

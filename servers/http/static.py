@@ -208,8 +208,7 @@ def serve_entry(request, entry, fd=None):
     """Answer ``request`` from a cache entry: 200, or 304/412/206/416 as its headers ask.
     ``fd`` is a descriptor on the file of a large entry (the caller keeps it)."""
     for name, _ in request.headers:
-        c = name[0]
-        if (c == "I" or c == "R" or c == "i" or c == "r") and name.lower() in _CONDITIONAL:
+        if name[0] in "IRir" and name.lower() in _CONDITIONAL:
             return _serve_conditional(request, entry, fd)
     if entry.body is not None:
         request._channel.respond(request, 200, entry.fields, entry.body)
