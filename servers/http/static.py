@@ -324,7 +324,7 @@ class StaticFiles(Handler):
                 st = os.stat(entry.path)
             except (OSError, ValueError):
                 st = None
-            if st is not None and st.st_mtime_ns == entry.mtime_ns and entry.matches(st):
+            if st is not None and entry.matches(st):
                 if entry.body is not None:
                     return serve_entry(request, entry)
                 if entry.fd is not None:            # held: open() only marks it recently used
