@@ -550,6 +550,40 @@ def test_status_line_reason_may_be_empty(line, reason):
     assert events[0].reason == reason and events[1] == EndOfMessage()
 
 
+_REFUSED_FIELDS = [
+    b"",                                                        # HTTP/1.1 without Host
+    b"Host: x\r\nHost: y\r\n",
+    b"Host: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n",
+    b"Host: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n",
+    b"Host: x\r\nTransfer-Encoding: gzip\r\n",
+]
+
+
+@given(st.sampled_from(_REFUSED_FIELDS),
+       st.sampled_from(["GET", "POST", "PROPFIND"]),
+       st.from_regex(r"/[A-Za-z0-9._~%!$&'()*+,;=:@/?-]{0,40}", fullmatch=True),
+       st.booleans())
+def test_a_request_head_refused_after_parsing_carries_its_request_line(fields, method, target,
+                                                                         space_before_fields):
+    conn = Connection(SERVER)
+    head = f"{method} {target} HTTP/1.1\r\n".encode() + fields + b"\r\n"
+    # Leading empty lines before the request line are allowed (RFC 9112 section 2.2).
+    conn.receive_data(b"\r\n" + head if space_before_fields else head)
+    with pytest.raises(RemoteProtocolError) as info:
+        conn.next_event()
+    assert info.value.request_line == f"{method} {target} HTTP/1.1"
+
+
+@pytest.mark.parametrize("data", [b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
+                                  b"GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n"])
+def test_a_head_that_could_not_be_read_has_no_request_line(data):
+    conn = Connection(SERVER)
+    conn.receive_data(data)
+    with pytest.raises(RemoteProtocolError) as info:
+        conn.next_event()
+    assert info.value.request_line is None
+
+
 # ------------------------------------------------------------------------------------------ limits
 
 def test_request_line_too_long_is_414_complete_or_not():

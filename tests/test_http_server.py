@@ -1128,6 +1128,23 @@ def test_access_log_is_common_log_format(static, caplog):
         404, "Not Found", "File not found.")))
 
 
+@pytest.mark.parametrize("fields", [
+    b"",                                                        # HTTP/1.1 without Host
+    b"Host: x\r\nHost: y\r\n",
+    b"Host: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n",   # smuggling
+    b"Host: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n",
+])
+def test_a_head_refused_after_parsing_is_logged_with_its_request_line(static, caplog, fields):
+    with caplog.at_level(logging.INFO, logger="servers.http.access"):
+        (r,) = exchange(static, b"GET /small.txt?q=1 HTTP/1.1\r\n" + fields + b"\r\n")
+        static.call(lambda: None)
+    assert r.status == 400
+    lines = [r.getMessage() for r in caplog.records if r.name == "servers.http.access"]
+    assert len(lines) == 1 and '"GET /small.txt?q=1 HTTP/1.1" 400 ' in lines[0]
+    assert get(static, "/small.txt")[0] == 200
+    static.call(lambda: None)   # its access log line is out before the next test listens
+
+
 def test_access_log_escapes_control_characters(static, caplog):
     with caplog.at_level(logging.INFO, logger="servers.http.access"):
         exchange(static, b"GET /\x1b[31mred HTTP/1.1\r\nHost: x\r\n\r\n")   # 400: control char

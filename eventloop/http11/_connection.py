@@ -201,7 +201,11 @@ class Connection:
                 if head is None:
                     return self._no_head_yet(state)
                 if self.our_role == SERVER:
-                    return self._received_request(*head)
+                    try:
+                        return self._received_request(*head)
+                    except RemoteProtocolError as exc:
+                        exc.request_line = f"{head[0]} {head[1]} HTTP/{head[2]}"
+                        raise
                 return self._received_response(*head)
             if state == DONE:
                 return PAUSED

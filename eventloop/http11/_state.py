@@ -59,7 +59,13 @@ class LocalProtocolError(ProtocolError):
 
 
 class RemoteProtocolError(ProtocolError):
-    """The peer broke the rules: its bytes are malformed, too large, or truncated."""
+    """The peer broke the rules: its bytes are malformed, too large, or truncated.
+
+    ``request_line``: for a request head that was read whole and then refused (no Host,
+    conflicting framing fields...), its request line as received, for the server's log; else None.
+    """
+
+    request_line = None
 
 
 # Keys are event class names so that this module needs no import of the event classes.

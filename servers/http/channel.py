@@ -491,11 +491,13 @@ class HTTPChannel(DispatcherWithSend):
         conn = self.conn
         if conn.our_state in (IDLE, SEND_RESPONSE):
             req = self._req
-            if req is None:
+            if req is not None:
+                request_line = req.request_line
+            elif exc.request_line is not None:      # a head read whole, then refused
+                request_line = exc.request_line
+            else:
                 line = conn.trailing_data[0][:1024].split(b"\n", 1)[0].rstrip(b"\r")
                 request_line = line.decode("latin-1")
-            else:
-                request_line = req.request_line
             body = files.error_page(status, reason_for(status), str(exc))
             resp = self.server.response_head(status, _HTML_FIELDS, _CLOSE)
             self._write(conn.send_head_and_body(resp, body))
