@@ -624,7 +624,7 @@ class HTTPChannel(DispatcherWithSend):
         self._response_done(req)
 
     def _send_head_and_span(self, head, fd, offset, count):
-        self._set_nonblocking()
+        self._set_nonblocking()         # for os.sendfile, here or from the FileProducer
         sent_head = sent = 0
         if not self._outq and _HAVE_SENDFILE:
             try:
@@ -701,7 +701,6 @@ class HTTPChannel(DispatcherWithSend):
         self._arm(self._last_io + self.server.io_timeout)
 
     def _write_file(self, head, producer):
-        self._set_nonblocking()
         q = self._outq
         if q:
             if head:
