@@ -178,11 +178,11 @@ class dispatcher(_AsyncoreManners, _core.Dispatcher):
         # asyncore let the error reach handle_error; so do we (readable() cannot pause here).
         raise exc
 
-    @_reactor._static
+    @_reactor.static_interest
     def readable(self):
         return True
 
-    @_reactor._static
+    @_reactor.static_interest
     def writable(self):
         return True
 
@@ -190,9 +190,9 @@ class dispatcher(_AsyncoreManners, _core.Dispatcher):
 class dispatcher_with_send(_core.DispatcherWithSend, dispatcher):
     """A dispatcher that buffers output from ``send()`` and writes it when the socket allows."""
 
-    @_reactor._static
+    @_reactor.static_interest
     def writable(self):
-        return (not self.connected) or bool(self._outq)
+        return (not self.connected) or bool(self._out)
 
 
 file_wrapper = _core.FileWrapper

@@ -15,7 +15,6 @@ idle channel costs nothing; errors go to :mod:`logging`; and a peer that shuts d
 sending side calls :meth:`Dispatcher.handle_eof`, which a channel may override to keep
 writing on the half-closed connection.
 """
-import collections
 import errno
 import logging
 import os
@@ -24,7 +23,8 @@ from socket import AF_INET, SOCK_STREAM
 import sys
 import warnings
 
-from .reactor import DISCONNECTED, ExitNow, _static, get_reactor
+from .reactor import ExitNow, get_reactor, static_interest
+from .transport import DISCONNECTED, OutputQueue
 
 __all__ = ["Dispatcher", "Listener", "DispatcherWithSend", "format_address", "FileWrapper", "FileDispatcher",
            "compact_traceback", "strerror"]
@@ -170,12 +170,12 @@ class Dispatcher:
             pass
 
     # ------------------------------------------------- interest (static)
-    @_static
+    @static_interest
     def readable(self):
         """Whether to watch for input: while reading is not paused and no EOF was seen."""
         return self.reading and not self.eof_received
 
-    @_static
+    @static_interest
     def writable(self):
         """Whether to watch for output readiness: only while a connect is pending."""
         return self.connecting
@@ -485,60 +485,51 @@ def format_address(addr):
 class DispatcherWithSend(Dispatcher):
     """A dispatcher whose :meth:`send` queues output and writes it as the socket allows.
 
-    Output is a deque of chunks plus an offset into the first, so queuing and sending are
-    O(total bytes) however the data is split.
+    The output waits in an :class:`~eventloop.transport.OutputQueue` (the one output path every
+    channel shares), made when first needed and dropped at close; the channel asks for write
+    readiness exactly while it holds something.
     """
 
-    out_chunk = 65536
-    _out_off = 0            # bytes of the first queued chunk already sent
-    queued_bytes = 0
+    out_chunk = 65536       # most bytes offered to one send()
+    _out = None             # the OutputQueue, once something was sent
 
-    def __init__(self, sock=None, map=None):
-        self._outq = collections.deque()
-        Dispatcher.__init__(self, sock, map)
+    def _output(self):
+        out = self._out
+        if out is None:
+            out = self._out = OutputQueue(self, _BaseSend(self), chunk=self.out_chunk)
+        return out
+
+    @property
+    def queued_bytes(self):
+        """Bytes queued and not yet taken by the kernel."""
+        out = self._out
+        return out.size if out is not None else 0
 
     @property
     def out_buffer(self):
         """The unsent output as bytes (compatibility view; assigning replaces it)."""
-        if not self._outq:
+        out = self._out
+        if not out:
             return b""
-        data = b"".join(self._outq)[self._out_off:]
-        return data
+        return b"".join(bytes(item) for item in out.items)
 
     @out_buffer.setter
     def out_buffer(self, data):
-        self._outq.clear()
-        self._out_off = 0
-        self.queued_bytes = len(data)
+        out = self._output()
+        out.clear()
         if data:
-            self._outq.append(bytes(data))
+            out.append(bytes(data))
         self.interest_changed()
 
-    @_static
+    @static_interest
     def writable(self):
-        return self.connecting or bool(self._outq)
+        return self.connecting or bool(self._out)
 
     def initiate_send(self):
-        """Send from the head of the queue once (one system call)."""
-        q = self._outq
-        if not q:
-            return
-        first = q[0]
-        off = self._out_off
-        if off or len(first) > self.out_chunk:
-            chunk = memoryview(first)[off:off + self.out_chunk]
-        else:
-            chunk = first
-        sent = Dispatcher.send(self, chunk)
-        if sent:
-            self.queued_bytes -= sent
-            off += sent
-            if off >= len(first):
-                q.popleft()
-                off = 0
-                if not q:
-                    self.interest_changed()
-            self._out_off = off
+        """Send what is queued, as far as the socket takes it now."""
+        out = self._out
+        if out:
+            out.flush()
 
     def handle_write(self):
         self.initiate_send()
@@ -547,14 +538,28 @@ class DispatcherWithSend(Dispatcher):
         """Queue ``data`` and try to send at once."""
         if self.debug:
             self.log_info("sending %r" % (data,))
-        if not data:
-            return
-        was_empty = not self._outq
-        self._outq.append(bytes(data) if not isinstance(data, bytes) else data)
-        self.queued_bytes += len(data)
-        self.initiate_send()
-        if was_empty and self._outq:
-            self.interest_changed()
+        if data:
+            self._output().write(data)
+
+    def close(self):
+        out = self._out
+        if out is not None:
+            self._out = None
+            out.clear()
+        Dispatcher.close(self)
+
+
+class _BaseSend:
+    """The writer of a DispatcherWithSend: asyncore sends its queue with the base class's
+    ``send`` (the subclass's own ``send`` is the one that queues)."""
+
+    __slots__ = ("channel",)
+
+    def __init__(self, channel):
+        self.channel = channel
+
+    def send(self, data):
+        return Dispatcher.send(self.channel, data)
 
 
 class FileWrapper:

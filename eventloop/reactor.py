@@ -31,6 +31,7 @@ import weakref
 
 from .pollers import CLOSED, READ, URGENT, WRITE, make_poller
 from .timers import TimerQueue
+from .transport import DISCONNECTED
 
 __all__ = ["Reactor", "ChannelMap", "ExitNow", "static_interest", "get_reactor", "set_reactor", "loop",
            "DISCONNECTED", "RERAISED"]
@@ -46,9 +47,6 @@ class ExitNow(Exception):
 #: Exceptions a handler may raise that end the loop instead of reaching ``handle_error``.
 RERAISED = (ExitNow, KeyboardInterrupt, SystemExit)
 
-#: errno values meaning "the peer is gone": they close the channel, they are not errors.
-DISCONNECTED = frozenset({errno.ECONNRESET, errno.ENOTCONN, errno.ESHUTDOWN,
-                          errno.ECONNABORTED, errno.EPIPE, errno.EBADF})
 
 
 class ChannelMap(dict):

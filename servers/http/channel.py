@@ -32,7 +32,7 @@ import time
 from collections import deque
 from http import HTTPStatus
 
-from eventloop import Dispatcher, DispatcherWithSend, FileProducer, get_reactor
+from eventloop import Dispatcher, DispatcherWithSend, FileProducer, get_reactor, static_interest
 from eventloop.http11 import (
     DONE, IDLE, MUST_CLOSE, SEND_RESPONSE, SERVER, Connection, Data, EndOfMessage, Headers,
     InformationalResponse, NEED_DATA, PAUSED, RemoteProtocolError, Request, Response)
@@ -320,6 +320,12 @@ class HTTPChannel(DispatcherWithSend):
         self._read_at_once(now)
         if self.connected:
             self.add_channel()
+
+    queued_bytes = 0
+
+    @static_interest
+    def writable(self):
+        return bool(self._outq)
 
     def _set_nonblocking(self):
         """Put the descriptor in non-blocking mode: needed before waiting for readiness (the
