@@ -427,10 +427,7 @@ class Reactor:
 
         # Phase 2: timers due now.
         if self._timers.active:
-            for timer in self._timers.pop_due(self.clock()):
-                if not timer._due:      # cancelled or reset by an earlier callback
-                    continue
-                timer._due = False
+            for timer in self._timers.due(self.clock()):
                 if self.trace:
                     trace_log.info("timer %s fires", _callable_name(timer.callback))
                 self._run_callback(timer.callback, timer.args)

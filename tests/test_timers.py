@@ -51,8 +51,8 @@ def test_reset_reschedules_from_now_and_revives_a_cancelled_or_fired_timer():
     t.reset(1)
     assert not t.cancelled and t.pending and t.when == 4
     assert names(q.pop_due(4)) == ["t"]
-    t.reset()                           # one-shot default: now
-    assert t.when == 3 and names(q.pop_due(3)) == ["t"]
+    t.reset()                           # one-shot default: its own delay again (1 s)
+    assert t.when == 4 and names(q.pop_due(3)) == [] and names(q.pop_due(4)) == ["t"]
 
 
 def test_a_repeating_timer_keeps_its_phase_and_skips_missed_periods():
@@ -99,6 +99,7 @@ class TimerModel(RuleBasedStateMachine):
         self.pending = {}           # id -> (when, seq, interval)
         self.seq = 0
         self.objects = {}
+        self.delays = {}
         self.next_id = 0
 
     def _push(self, tid, when, interval):
@@ -112,6 +113,7 @@ class TimerModel(RuleBasedStateMachine):
         self.next_id += 1
         when = self.clock() + delay
         self.objects[tid] = self.q.schedule(when, tid, interval=interval)
+        self.delays[tid] = delay
         self._push(tid, when, interval)
         return tid
 
@@ -124,8 +126,9 @@ class TimerModel(RuleBasedStateMachine):
     def reset(self, tid, delay):
         timer = self.objects[tid]
         timer.reset(delay)
-        if delay is None:
-            delay = timer.interval if timer.interval is not None else 0.0
+        if delay is None:       # the timer's own delay: the last it was given, or its interval
+            delay = timer.interval if timer.interval is not None else self.delays[tid]
+        self.delays[tid] = delay
         self.pending.pop(tid, None)
         self._push(tid, self.clock() + delay, timer.interval)
 
