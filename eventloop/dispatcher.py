@@ -82,7 +82,8 @@ class Dispatcher:
     socket = None
     _backoff = None
     idle_timeout = None     # seconds without I/O before handle_idle_timeout (set_idle_timeout)
-    _idle = None
+    _deadline = None        # the fixed clock time of set_deadline, if that is the timeout
+    _idle = None            # the timer behind either
     _fileno = None
     _timers = None
 
@@ -299,35 +300,67 @@ class Dispatcher:
     def set_idle_timeout(self, seconds):
         """Call :meth:`handle_idle_timeout` after ``seconds`` without I/O (None: never).
 
-        Activity only stamps a time; the timer re-arms itself lazily, so busy channels
-        cost no heap operations.
+        Each read or write event moves the deadline; the channel's timer re-arms itself
+        lazily when it fires early, so busy channels cost no heap operations.  A channel
+        has one timeout: this replaces any set before, as :meth:`set_deadline` does.
         """
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
-        self.idle_timeout = seconds
-        if seconds is not None:
-            self._last_activity = self.reactor.clock()
-            self._idle = self.call_later(seconds, self._check_idle)
+        self._set_timeout(seconds, True)
+
+    def set_deadline(self, seconds):
+        """Call :meth:`handle_idle_timeout` ``seconds`` from now whatever I/O happens (None:
+        never): a bound on a whole step, such as a request head that may not trickle in."""
+        self._set_timeout(seconds, False)
+
+    def _set_timeout(self, seconds, idle):
+        if seconds is None:
+            self.idle_timeout = None
+            self._deadline = None
+            if self._idle is not None:
+                self._idle.cancel()
+                self._idle = None
+            return
+        now = self.reactor.clock()
+        self.idle_timeout = seconds if idle else None
+        self._last_activity = now
+        due = now + seconds
+        self._deadline = None if idle else due
+        timer = self._idle
+        if timer is not None:
+            if timer.pending and timer.when <= due:
+                return              # it fires first and re-checks: nothing to move
+            timer.cancel()
+        self._idle = self.call_later(seconds, self._check_idle)
 
     def note_activity(self):
         """Record I/O for the idle timeout (the event handlers do this)."""
         self._last_activity = self.reactor.clock()
 
+    def _timeout_due(self):
+        """When the current timeout expires, or None when none is set."""
+        if self._deadline is not None:
+            return self._deadline
+        if self.idle_timeout is not None:
+            return self._last_activity + self.idle_timeout
+        return None
+
     def _check_idle(self):
         if self._timers is not None:
             self._timers.discard(self._idle)
+        self._idle = None
+        due = self._timeout_due()
+        if due is None:
+            return
         now = self.reactor.clock()
-        due = self._last_activity + self.idle_timeout
         if now >= due:
-            self._idle = None
+            self.idle_timeout = self._deadline = None
             self.handle_idle_timeout()
         else:
             self._idle = self.call_later(due - now, self._check_idle)
 
     def handle_idle_timeout(self):
-        """No I/O for ``idle_timeout`` seconds: by default, close."""
-        log.info("%r idle for %ss, closing", self, self.idle_timeout)
+        """The timeout set with :meth:`set_idle_timeout` or :meth:`set_deadline` passed: by
+        default, close."""
+        log.info("%r timed out, closing", self)
         self.handle_close()
 
     # ------------------------------------------------------ logging

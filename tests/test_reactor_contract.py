@@ -494,6 +494,33 @@ def test_idle_timeout_counts_from_the_last_activity(env):
         assert start + env.delay(16) <= closed_at[0] < start + env.delay(16) + 1.0
 
 
+def test_a_deadline_is_not_moved_by_activity_and_replaces_the_idle_timeout(env):
+    a, b = env.socketpair()
+    fired_at = []
+
+    class Timed(Reader):
+        def handle_idle_timeout(self):
+            fired_at.append(env.reactor.clock())
+            if len(fired_at) == 1:
+                self.set_idle_timeout(env.delay(4))     # then: idle again, from now
+            else:
+                self.close()
+
+    start = env.reactor.clock()
+    chan = Timed(a, env.reactor.map)
+    chan.set_idle_timeout(env.delay(3))
+    chan.set_deadline(env.delay(10))                    # replaces it: 10, whatever happens
+    for t in (2, 5, 8):
+        env.reactor.call_later(env.delay(t), b.send, b"x")
+    env.pump(lambda: len(fired_at) == 2, max_passes=SPIN_TOLERANT)
+    assert chan.data == b"xxx"
+    if env.memory:
+        assert fired_at == [10.0, 14.0]
+    else:
+        assert start + env.delay(10) <= fired_at[0] < start + env.delay(10) + 1.0
+        assert fired_at[0] + env.delay(4) <= fired_at[1] < fired_at[0] + env.delay(4) + 1.0
+
+
 # ---------------------------------------------------------- cost per pass
 def test_a_pass_examines_only_the_active_channels(env, monkeypatch):
     """O(active): with many idle channels, a pass asks readable()/writable() only of the
