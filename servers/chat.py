@@ -17,11 +17,13 @@ import itertools
 import logging
 import re
 import sys
+import unicodedata
 
 from eventloop import AsyncChat, Listener, format_address
 from servers import add_address_arguments, cannot_listen, run_loop
 
-__all__ = ["DEFAULT_PORT", "ChatRoom", "ChatChannel", "ChatServer", "strip_telnet", "main"]
+__all__ = ["DEFAULT_PORT", "ChatRoom", "ChatChannel", "ChatServer", "nick_error", "strip_telnet",
+           "main"]
 
 DEFAULT_PORT = 8023
 
@@ -37,6 +39,11 @@ HELP = """\
 * any other line goes to everyone; start it with // to send a line beginning with /"""
 
 _NICK = re.compile(r"[\w-]{1,24}")
+# Letters that display as nothing: \w accepts them, so they are refused by name.  (The
+# other default-ignorable characters, such as the bidi controls U+202A-U+202E and
+# U+2066-U+2069 and the zero-width U+200B-U+200D, U+2060 and U+FEFF, are format
+# characters, category Cf, refused as a category.)
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0")
 
 # Telnet (RFC 854): IAC introduces a command; WILL/WONT/DO/DONT take one option byte;
 # SB ... IAC SE brackets a subnegotiation; IAC IAC is a literal 0xFF data byte.
@@ -74,6 +81,23 @@ def strip_telnet(data):
         else:
             i = j + 2
     return bytes(out)
+
+
+def nick_error(nick):
+    """Why ``nick`` cannot be a nickname, or None if it can.
+
+    A name is 1 to 24 letters, digits, ``_`` or ``-``, and none of them may be invisible
+    or change the direction of the text around it: a format character (category Cf: the
+    bidi controls and marks, zero-width spaces and joiners, the byte-order mark, the soft
+    hyphen...) or a Hangul filler would let two names look alike or garble the /who list.
+    """
+    for char in nick:
+        if char in _BLANK_LETTERS or unicodedata.category(char) == "Cf":
+            return ("a name cannot contain U+%04X %s: no invisible or direction-changing "
+                    "characters" % (ord(char), unicodedata.name(char, "(a format character)")))
+    if not _NICK.fullmatch(nick):
+        return "a name is 1 to 24 letters, digits, _ or -"
+    return None
 
 
 class ChatRoom:
@@ -123,8 +147,9 @@ class ChatRoom:
 
     def rename(self, member, nick):
         """Give ``member`` a new nickname; returns an error message, or None on success."""
-        if not _NICK.fullmatch(nick):
-            return "a name is 1 to 24 letters, digits, _ or -"
+        error = nick_error(nick)
+        if error:
+            return error
         holder = self.members.get(nick.casefold())
         if holder is not None and holder is not member:
             return "%s is already taken" % nick

@@ -1,6 +1,7 @@
-"""servers.chat: the room's rules, the commands, lines however they are cut, the limits that
-protect the room (long lines, slow readers), awkward input (non-UTF-8, telnet commands,
-control characters), and three real nc clients talking through the command-line server."""
+"""servers.chat: the room's rules, the commands and nicknames (no invisible characters), lines
+however they are cut, the limits that protect the room (long lines, slow readers), awkward
+input (non-UTF-8, telnet commands, control characters), and three real nc clients talking
+through the command-line server."""
 import contextlib
 import os
 import re
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import unicodedata
 
 import pytest
 from hypothesis import given, strategies as st
@@ -152,6 +154,48 @@ def test_nick_is_unique_without_regard_to_case_and_announced():
     assert chat.settle(a, b)[1][-1] == "* you are bob; /nick NAME changes it"
     c.say("/who")
     assert chat.settle(c) == [["* Alice is now known as alice", "* here: alice, bob, guest3 (3)"]]
+
+
+INVISIBLE = ("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"    # bidi controls
+             "\u200b\u200c\u200d\u2060\ufeff"                            # zero-width
+             "\u200e\u200f\u061c\u00ad\u180e\u2061\u2064\U000e0041"      # marks, other Cf
+             "\u115f\u1160\u3164\uffa0")                                 # Hangul fillers
+
+
+@pytest.mark.parametrize("char", INVISIBLE, ids=lambda c: "U+%04X" % ord(c))
+def test_a_nick_with_an_invisible_or_direction_changing_character_is_refused(char):
+    chat, (a, b, c) = three()
+    for name in (char, "ali" + char + "ce", char * 3):
+        a.say("/nick " + name)
+        wanted = "* a name cannot contain U+%04X %s: no invisible or direction-changing " \
+                 "characters" % (ord(char), unicodedata.name(char))
+        assert chat.settle(a, b) == [[wanted], []]
+    assert chat.room.nicks() == ["guest1", "guest2", "guest3"]
+
+
+nick_texts = st.text(st.characters(blacklist_categories=["Cs"]) | st.sampled_from(INVISIBLE)
+                     | st.sampled_from("_-aZ9"), max_size=30)
+
+
+@given(nick_texts)
+def test_a_nick_is_taken_exactly_when_every_character_is_visible_and_allowed(nick):
+    room = ChatRoom()
+    member, other = Member(), Member()
+    room.join(member)
+    room.join(other)
+    error = room.rename(member, nick)
+    invisible = [c for c in nick if unicodedata.category(c) == "Cf" or c in "\u115f\u1160\u3164\uffa0"]
+    allowed = 1 <= len(nick) <= 24 and all(c.isalnum() or c in "_-" for c in nick)
+    if invisible:
+        assert error.startswith("a name cannot contain U+%04X " % ord(invisible[0]))
+    elif allowed:
+        assert error is None and member.nick == nick
+        assert other.got[-1] == "* guest1 is now known as " + nick
+    else:
+        assert error == "a name is 1 to 24 letters, digits, _ or -"
+    if error:
+        assert member.nick == "guest1" and room.nicks() == ["guest1", "guest2"]
+    assert not any(unicodedata.category(ch) == "Cf" for n in room.nicks() for ch in n)
 
 
 def test_guest_names_skip_names_in_use():
