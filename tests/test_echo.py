@@ -111,14 +111,12 @@ class Recording(EchoHandler):
 
 
 @contextlib.contextmanager
-def serving():
-    reactor = Reactor()
-    tcp, udp = start("127.0.0.1", 0, map=reactor.map)
-    tcp.handler = Recording
+def running(reactor):
+    """Run ``reactor`` in a thread; on leaving, stop it and close every channel and it."""
     thread = threading.Thread(target=reactor.run, daemon=True)
     thread.start()
     try:
-        yield reactor, tcp, udp
+        yield
     finally:
         reactor.call_soon_threadsafe(reactor.stop)
         thread.join(TIMEOUT)
@@ -126,6 +124,15 @@ def serving():
         for channel in list(reactor.map.values()):
             channel.close()
         reactor.close()
+
+
+@contextlib.contextmanager
+def serving():
+    reactor = Reactor()
+    tcp, udp = start("127.0.0.1", 0, map=reactor.map)
+    tcp.handler = Recording
+    with running(reactor):
+        yield reactor, tcp, udp
 
 
 @pytest.fixture(scope="module")
@@ -294,17 +301,8 @@ def two_reflectors():
     reactor = Reactor()
     echo = Counted("127.0.0.1", 0, map=reactor.map)
     clock = CountedTime("127.0.0.1", 0, map=reactor.map)
-    thread = threading.Thread(target=reactor.run, daemon=True)
-    thread.start()
-    try:
+    with running(reactor):
         yield echo, clock
-    finally:
-        reactor.call_soon_threadsafe(reactor.stop)
-        thread.join(TIMEOUT)
-        assert not thread.is_alive(), "the reactor did not stop"
-        for channel in list(reactor.map.values()):
-            channel.close()
-        reactor.close()
 
 
 def ask(port, payload=b"ping"):
