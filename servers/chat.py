@@ -325,22 +325,23 @@ class ChatChannel(AsyncChat):
         text = line.decode("utf-8", "replace").translate(_CONTROLS)
         if not text.strip():
             return True
-        wait = self._flood_wait(len(text.encode("utf-8")))
+        wait = self._flood_wait(text)
         if wait:
             self.call_later(wait, self._release)
             return False
         self.handle_line(text)
         return True
 
-    def _flood_wait(self, size):
-        """Seconds before a line of ``size`` bytes may go (0: it goes now, and is charged)."""
+    def _flood_wait(self, text):
+        """Seconds before the line ``text`` may go (0: it goes now, and is charged for the
+        bytes it will be delivered as)."""
         if not (self.flood_lines or self.flood_bytes):
             return 0.0
         now = self.reactor.clock()
         if self._flood is None:
             self._flood = FloodControl(self.flood_lines, self.flood_line_burst,
                                        self.flood_bytes, self.flood_byte_burst, now)
-        wait = self._flood.take(size, now)
+        wait = self._flood.take(len(text.encode("utf-8")), now)
         if wait and not self._told_flood:
             self._told_flood = True
             limits = [("%g lines" % self.flood_lines) if self.flood_lines else "",
