@@ -1,7 +1,9 @@
 """Servers built on the eventloop reactor: time (RFC 868), echo (RFC 862), chat, http."""
 import argparse
+import collections
 import errno
 import logging
+import math
 import socket
 import sys
 
@@ -54,9 +56,26 @@ class UDPServer(eventloop.Dispatcher):
     UDP may lose datagrams, so receive errors (Linux reports an earlier reply's ICMP "port
     unreachable" on the next receive) and replies the system refuses are logged at debug
     level, on the subclass's module logger, and dropped.
+
+    A server that answers every datagram is a reflector, and a UDP source address can be
+    forged: one datagram "from" another reflector (or from this very socket) makes the two
+    answer each other for ever.  So, as inetd does for its built-in services, a datagram is
+    never answered when it comes from a port that may hold such a service (see
+    :meth:`refusal`); each one is counted in ``refused`` and logged at debug level, at most
+    one line per ``refusal_log_interval`` seconds, each with the running count.
     """
 
     max_datagram = 65536        # bytes read per datagram; a longer one is cut to this
+    #: The default ports of this project's reflectors, servers.echo (8007) and servers.time
+    #: (8037), which another host (or another process here) may be running.
+    reflector_ports = frozenset({8007, 8037})
+    refusal_log_interval = 10.0
+    # The ports this process's open UDP servers are bound to, each with how many hold it.
+    _ports_in_use = collections.Counter()
+
+    refused = 0                 # datagrams not answered because of where they came from
+    _quiet_until = -math.inf    # no refusal is logged before this time (reactor clock)
+    _holds_port = False
 
     def __init__(self, host="", port=0, *, map=None):
         eventloop.Dispatcher.__init__(self, map=map)
@@ -69,6 +88,34 @@ class UDPServer(eventloop.Dispatcher):
             raise
         self.address = self.socket.getsockname()
         self.port = self.address[1]
+        self._ports_in_use[self.port] += 1
+        self._holds_port = True
+
+    def close(self):
+        if self._holds_port:
+            self._holds_port = False
+            self._ports_in_use[self.port] -= 1
+            if not self._ports_in_use[self.port]:
+                del self._ports_in_use[self.port]
+        eventloop.Dispatcher.close(self)
+
+    def refusal(self, addr):
+        """Why a datagram from ``addr`` must not be answered, or None to answer it.
+
+        Refused: source ports below 1024 (where echo 7, daytime 13, qotd 17, chargen 19 and
+        time 37 live, and which no ordinary client sends from), :attr:`reflector_ports`, and
+        every port one of this process's UDP servers holds, this one's included: a reply to
+        any of them could be answered in turn.  The address is not looked at: the same
+        service on another host loops just as well.
+        """
+        port = addr[1]
+        if port == self.port:
+            return "it claims to come from our own port"
+        if port < 1024:
+            return "its source port is below 1024"
+        if port in self.reflector_ports or port in self._ports_in_use:
+            return "its source port is one of our UDP services'"
+        return None
 
     def handle_datagram(self, data, addr):
         """One datagram ``data`` arrived from ``addr``."""
@@ -81,7 +128,16 @@ class UDPServer(eventloop.Dispatcher):
         except OSError as exc:
             self.log.debug("udp receive error ignored: %s", exc)
             return
-        self.handle_datagram(data, addr)
+        why = self.refusal(addr)
+        if why is None:
+            self.handle_datagram(data, addr)
+            return
+        self.refused += 1
+        now = self.reactor.clock()
+        if now >= self._quiet_until:
+            self._quiet_until = now + self.refusal_log_interval
+            self.log.debug("not answering a datagram from %s: %s (%d refused so far)",
+                           format_address(addr), why, self.refused)
 
     def reply(self, data, addr):
         """Send ``data`` to ``addr`` if the system takes it (a full buffer drops it)."""

@@ -7,21 +7,34 @@ collects the bytes of a line, and ``found_terminator`` turns the line into a mes
 the room or a command.  The room itself (:class:`ChatRoom`) never sees a socket: it keeps
 the members by nickname and hands each member lines to deliver.
 
-Two limits keep one client from hurting the others: a line longer than ``max_line`` bytes
-is dropped as it arrives (never buffered whole), and a member whose unsent output grows
-past ``max_queued`` bytes (it is not reading) is disconnected, so it never slows the room.
+Limits keep one client from hurting the others:
+
+* a line longer than ``max_line`` bytes is dropped as it arrives (never buffered whole);
+* flood control: each member may send the room ``flood_lines`` lines and ``flood_bytes``
+  bytes a second, after a burst of ``flood_line_burst`` lines and ``flood_byte_burst``
+  bytes (:class:`FloodControl`).  A member over it is paused: its socket is no longer read
+  (TCP then slows the sender down) until the tokens are back; the room is never paused;
+* a member whose unsent output is over ``max_queued`` bytes must keep up: if, at a look
+  every ``progress_timeout`` seconds, it has read nothing since the last look, or (from the
+  second look on) owes more than it did then, it is disconnected, and so is a member owed
+  more than ``max_queued_hard`` bytes.  What a member can be owed is thus bounded by flood
+  control and the timeout (see :class:`ChatChannel`), and by ``max_queued_hard`` whatever
+  the number of senders.
 """
 import argparse
 import collections
 import itertools
 import logging
+import math
 import re
 import sys
+import unicodedata
 
 from eventloop import AsyncChat, Listener, format_address
 from servers import add_address_arguments, cannot_listen, run_loop
 
-__all__ = ["DEFAULT_PORT", "ChatRoom", "ChatChannel", "ChatServer", "strip_telnet", "main"]
+__all__ = ["DEFAULT_PORT", "ChatRoom", "ChatChannel", "ChatServer", "FloodControl",
+           "nick_error", "strip_telnet", "main"]
 
 DEFAULT_PORT = 8023
 
@@ -37,6 +50,11 @@ HELP = """\
 * any other line goes to everyone; start it with // to send a line beginning with /"""
 
 _NICK = re.compile(r"[\w-]{1,24}")
+# Letters that display as nothing: \w accepts them, so they are refused by name.  (The
+# other default-ignorable characters, such as the bidi controls U+202A-U+202E and
+# U+2066-U+2069 and the zero-width U+200B-U+200D, U+2060 and U+FEFF, are format
+# characters, category Cf, refused as a category.)
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0")
 
 # Telnet (RFC 854): IAC introduces a command; WILL/WONT/DO/DONT take one option byte;
 # SB ... IAC SE brackets a subnegotiation; IAC IAC is a literal 0xFF data byte.
@@ -74,6 +92,59 @@ def strip_telnet(data):
         else:
             i = j + 2
     return bytes(out)
+
+
+def nick_error(nick):
+    """Why ``nick`` cannot be a nickname, or None if it can.
+
+    A name is 1 to 24 letters, digits, ``_`` or ``-``, and none of them may be invisible
+    or change the direction of the text around it: a format character (category Cf: the
+    bidi controls and marks, zero-width spaces and joiners, the byte-order mark, the soft
+    hyphen...) or a Hangul filler would let two names look alike or garble the /who list.
+    """
+    for char in nick:
+        if char in _BLANK_LETTERS or unicodedata.category(char) == "Cf":
+            return ("a name cannot contain U+%04X %s: no invisible or direction-changing "
+                    "characters" % (ord(char), unicodedata.name(char, "(a format character)")))
+    if not _NICK.fullmatch(nick):
+        return "a name is 1 to 24 letters, digits, _ or -"
+    return None
+
+
+class FloodControl:
+    """Two token buckets, lines and bytes: what one member may send to the room.
+
+    Each refills at its rate per second up to its burst; a line of ``size`` bytes takes one
+    line token and ``size`` byte tokens (a line longer than the byte burst needs a full
+    bucket and leaves it in debt, so it still goes, at the average rate).  A rate of 0
+    means no limit.  Time is whatever clock the caller passes as ``now``.
+    """
+
+    __slots__ = ("line_rate", "byte_rate", "line_burst", "byte_burst", "lines", "bytes", "stamp")
+
+    def __init__(self, line_rate, line_burst, byte_rate, byte_burst, now):
+        self.line_rate, self.line_burst = line_rate, line_burst
+        self.byte_rate, self.byte_burst = byte_rate, byte_burst
+        self.lines, self.bytes = float(line_burst), float(byte_burst)
+        self.stamp = now
+
+    def take(self, size, now):
+        """Charge a line of ``size`` bytes and return 0 if the buckets allow it now;
+        otherwise charge nothing and return how many seconds until they will."""
+        elapsed = max(0.0, now - self.stamp)
+        self.stamp = now
+        wait = 0.0
+        if self.line_rate:
+            self.lines = min(self.line_burst, self.lines + elapsed * self.line_rate)
+            wait = (min(1, self.line_burst) - self.lines) / self.line_rate
+        if self.byte_rate:
+            self.bytes = min(self.byte_burst, self.bytes + elapsed * self.byte_rate)
+            wait = max(wait, (min(size, self.byte_burst) - self.bytes) / self.byte_rate)
+        if wait > 1e-9:             # less is rounding in the refill: the tokens are there
+            return wait
+        self.lines -= 1
+        self.bytes -= size
+        return 0.0
 
 
 class ChatRoom:
@@ -123,8 +194,9 @@ class ChatRoom:
 
     def rename(self, member, nick):
         """Give ``member`` a new nickname; returns an error message, or None on success."""
-        if not _NICK.fullmatch(nick):
-            return "a name is 1 to 24 letters, digits, _ or -"
+        error = nick_error(nick)
+        if error:
+            return error
         holder = self.members.get(nick.casefold())
         if holder is not None and holder is not member:
             return "%s is already taken" % nick
@@ -159,13 +231,53 @@ class ChatRoom:
 
 
 class ChatChannel(AsyncChat):
-    """One client: lines in, commands and messages out, through ``room``."""
+    """One client: lines in, commands and messages out, through ``room``.
+
+    The limits are class attributes; ``flood_lines``, ``flood_bytes`` and
+    ``progress_timeout`` may also be given to the constructor.
+
+    What a member can be owed is bounded twice.  Once it owes more than ``max_queued``
+    bytes it is looked at every ``progress_timeout`` seconds (T) and cut unless it keeps
+    reading and, from the second look on, owes less at each look than at the one before;
+    so it never owes more than ``max_queued`` and one line plus what the others send it in
+    2T.  In 2T one sender's lines add at most ``flood_byte_burst + 2T * flood_bytes`` bytes
+    of text (as delivered: an invalid byte becomes the 3 of U+FFFD) plus 29 bytes of
+    ``<nick> `` and CRLF for each of at most ``flood_line_burst + 2T * flood_lines`` lines:
+    with the defaults, 98,304 + 29 * 220 = 104,684 bytes per sender.  And whatever the
+    number of senders, beyond ``max_queued_hard`` (1 MiB) it is cut at once.
+    """
 
     max_line = 1024             # bytes in one input line, terminator excluded
-    max_queued = 256 * 1024     # unsent output bytes before the client counts as not reading
+    max_queued = 256 * 1024     # unsent output bytes beyond which a member must catch up
+    progress_timeout = 10.0     # seconds it has to get its queue shorter, or it is cut
+    max_queued_hard = 1 << 20   # beyond this it is cut at once (InspIRCd's hardsendq)
+    # Flood control (0: no limit).  Ten lines a second, twenty at once, is five to twenty
+    # times what IRC servers allow (RFC 2813 5.8: one message per 2 s after 5; ergo: 2/s
+    # after 5; InspIRCd: 1/s, threshold 10; ngircd: 3/s), so that pasting a few lines into a
+    # terminal is not slowed; 4 KiB a second (ngircd: 256 bytes) keeps one sender well below
+    # a 10 KB/s reader, with room for the others.
+    flood_lines = 10.0          # lines per second, sustained
+    flood_line_burst = 20       # lines at once
+    flood_bytes = 4096.0        # bytes per second, sustained
+    flood_byte_burst = 16384    # bytes at once
 
-    def __init__(self, sock, room, map=None):
+    _flood = None               # its FloodControl, made when it first talks to the room
+    _held = b""                 # input read but not yet acted on, while it is paused ...
+    _held_pos = 0               # ... from this offset, which is the start of a line
+    _behind = None              # while it owes over max_queued: queued_bytes at the last look,
+    _pushed = 0                 # the bytes queued since,
+    _looked = False             # and whether a look has been taken yet
+    _told_flood = False
+
+    def __init__(self, sock, room, map=None, *, flood_lines=None, flood_bytes=None,
+                 progress_timeout=None):
         AsyncChat.__init__(self, sock, map)
+        if flood_lines is not None:
+            self.flood_lines = flood_lines
+        if flood_bytes is not None:
+            self.flood_bytes = flood_bytes
+        if progress_timeout is not None:
+            self.progress_timeout = progress_timeout
         self.set_terminator(b"\n")
         self.room = room
         self.nick = None
@@ -192,15 +304,67 @@ class ChatChannel(AsyncChat):
         too_long = self.line_length > self.max_line
         self._line.clear()
         self.line_length = 0
+        if not self._act_on(data, too_long):
+            # Over the flood limit: keep this line and the rest of this read, unframed
+            # (at most one read), and read nothing more until they have been acted on.
+            self._held, self._held_pos = data + b"\n" + self.ac_in_buffer, 0
+            self.ac_in_buffer = b""
+            self.pause_reading()
+
+    def _act_on(self, data, too_long):
+        """Act on one input line (``data`` without its newline); False, having done
+        nothing, if it is over the flood limit (a timer then calls :meth:`_release`)."""
         if not self.present:
-            return                  # input that followed /quit or a disconnection
+            return True             # input that followed /quit or a disconnection
         if too_long:
             self.deliver("* line too long (the limit is %d bytes); not sent" % self.max_line)
-            return
+            return True
         line = strip_telnet(data)
         if line.endswith(b"\r"):
             line = line[:-1]
-        self.handle_line(line.decode("utf-8", "replace").translate(_CONTROLS))
+        text = line.decode("utf-8", "replace").translate(_CONTROLS)
+        if not text.strip():
+            return True
+        wait = self._flood_wait(text)
+        if wait:
+            self.call_later(wait, self._release)
+            return False
+        self.handle_line(text)
+        return True
+
+    def _flood_wait(self, text):
+        """Seconds before the line ``text`` may go (0: it goes now, and is charged for the
+        bytes it will be delivered as)."""
+        if not (self.flood_lines or self.flood_bytes):
+            return 0.0
+        now = self.reactor.clock()
+        if self._flood is None:
+            self._flood = FloodControl(self.flood_lines, self.flood_line_burst,
+                                       self.flood_bytes, self.flood_byte_burst, now)
+        wait = self._flood.take(len(text.encode("utf-8")), now)
+        if wait and not self._told_flood:
+            self._told_flood = True
+            limits = [("%g lines" % self.flood_lines) if self.flood_lines else "",
+                      ("%g bytes" % self.flood_bytes) if self.flood_bytes else ""]
+            log.info("%s sends more than %s a second: its input is paused while it does",
+                     self.nick, " or ".join(filter(None, limits)))
+        return wait
+
+    def _release(self):
+        """The tokens are back: act on the held lines, until the limit is hit again."""
+        held, pos = self._held, self._held_pos
+        while True:
+            end = held.find(b"\n", pos)
+            if end < 0:
+                break
+            if not self._act_on(held[pos:end], end - pos > self.max_line):
+                self._held_pos = pos
+                return
+            pos = end + 1
+        self._held, self._held_pos = b"", 0
+        if pos < len(held):
+            self.collect_incoming_data(held[pos:])      # the start of a line still coming
+        self.resume_reading()
 
     def handle_line(self, text):
         """Act on one line of input: a ``/command`` or a message for the room."""
@@ -247,16 +411,44 @@ class ChatChannel(AsyncChat):
 
     # ----------------------------------------------------------------- output
     def deliver(self, text):
-        """Queue one line for this client, or disconnect it if it has stopped reading."""
+        """Queue one line for this client; once it owes more than ``max_queued`` bytes,
+        it must keep up (see :meth:`_check_progress`)."""
         if not self.connected:
             return
-        self.push(text.encode("utf-8") + b"\r\n")
-        if self.connected and self.queued_bytes > self.max_queued:
-            log.warning("%s is not reading (%d bytes queued), disconnecting",
-                        self.nick, self.queued_bytes)
-            self.discard_buffers()
-            self.close()
-            self.leave("was disconnected (not reading)")
+        data = text.encode("utf-8") + b"\r\n"
+        self.push(data)
+        if not self.connected:
+            return                  # the send found the connection gone
+        if self.queued_bytes > self.max_queued_hard:
+            self._cut()
+        elif self._behind is not None:
+            self._pushed += len(data)
+        elif self.queued_bytes > self.max_queued:
+            self._behind, self._pushed, self._looked = self.queued_bytes, 0, False
+            self.call_later(self.progress_timeout, self._check_progress)
+
+    def _check_progress(self):
+        """A look, every ``progress_timeout`` seconds while the member owes more than
+        ``max_queued``: it is cut if it has read nothing since the last look, or if it owes
+        more than then (it falls further behind the room).  The first look only measures
+        how far behind it is: the tail of the burst that took it over the bound may have
+        arrived since."""
+        queued = self.queued_bytes
+        drained = self._behind + self._pushed - queued
+        if queued <= self.max_queued:
+            self._behind = None
+        elif drained <= 0 or (self._looked and queued >= self._behind):
+            self._cut()
+        else:
+            self._behind, self._pushed, self._looked = queued, 0, True
+            self.call_later(self.progress_timeout, self._check_progress)
+
+    def _cut(self):
+        log.warning("%s is not reading (%d bytes queued), disconnecting",
+                    self.nick, self.queued_bytes)
+        self.discard_buffers()
+        self.close()
+        self.leave("was disconnected (not reading)")
 
     def leave(self, notice):
         if self.present:
@@ -277,31 +469,60 @@ class ChatChannel(AsyncChat):
 
 
 class ChatServer(Listener):
-    """The listener: every connection joins ``self.room``."""
+    """The listener: every connection joins ``self.room``; the limits given (None: the
+    channel class's own) go to each channel."""
 
     channel = ChatChannel
 
-    def __init__(self, host="", port=DEFAULT_PORT, *, map=None):
+    def __init__(self, host="", port=DEFAULT_PORT, *, map=None, flood_lines=None,
+                 flood_bytes=None, progress_timeout=None):
         Listener.__init__(self, host, port, map=map)
         self.room = ChatRoom()
+        self.limits = {"flood_lines": flood_lines, "flood_bytes": flood_bytes,
+                       "progress_timeout": progress_timeout}
 
     def handle_accepted(self, sock, addr):
         log.info("connection from %s", format_address(addr))
-        self.channel(sock, self.room, map=self._map)
+        self.channel(sock, self.room, map=self._map, **self.limits)
+
+
+def _rate(text):
+    """argparse type for a rate: a number >= 0 (0: no limit)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a number: %r" % text) from None
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError("must be 0 or more, got %s" % text)
+    return value
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m servers.chat", usage="%(prog)s [PORT] [-b ADDR]",
+        prog="python -m servers.chat",
+        usage="%(prog)s [PORT] [-b ADDR] [--flood-lines N] [--flood-bytes N] "
+              "[--progress-timeout S]",
         description="A chat room for telnet and nc clients: every line goes to everyone "
                     "else; /help lists the commands.")
     add_address_arguments(parser, DEFAULT_PORT,
                           "TCP port (default %(default)s; 0 picks a free one)")
+    parser.add_argument("--flood-lines", type=_rate, default=ChatChannel.flood_lines,
+                        metavar="N", help="lines a second one member may send, after a burst "
+                        "of %d (default %%(default)g; 0: no limit)" % ChatChannel.flood_line_burst)
+    parser.add_argument("--flood-bytes", type=_rate, default=ChatChannel.flood_bytes,
+                        metavar="N", help="bytes a second one member may send, after a burst "
+                        "of %d (default %%(default)g; 0: no limit)" % ChatChannel.flood_byte_burst)
+    parser.add_argument("--progress-timeout", type=_rate, default=ChatChannel.progress_timeout,
+                        metavar="S", help="seconds between looks at a member owed more than "
+                        "%d bytes: one that has read nothing since the last look, or owes "
+                        "more than then, is disconnected (default %%(default)g)"
+                        % ChatChannel.max_queued)
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
-        server = ChatServer(args.bind, args.port)
+        server = ChatServer(args.bind, args.port, flood_lines=args.flood_lines,
+                            flood_bytes=args.flood_bytes, progress_timeout=args.progress_timeout)
     except OSError as exc:
         return cannot_listen(parser.prog, args, exc)
     log.info("listening on %s (tcp)", format_address(server.address))

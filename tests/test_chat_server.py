@@ -1,7 +1,10 @@
-"""servers.chat: the room's rules, the commands, lines however they are cut, the limits that
-protect the room (long lines, slow readers), awkward input (non-UTF-8, telnet commands,
-control characters), and three real nc clients talking through the command-line server."""
+"""servers.chat: the room's rules, the commands and nicknames (no invisible characters),
+lines however they are cut, the limits that protect the room (long lines, flood control, slow
+readers and the progress timeout, the hard bound), awkward input (non-UTF-8, telnet
+commands, control characters), a flood over real sockets, and three real nc clients talking
+through the command-line server."""
 import contextlib
+import math
 import os
 import re
 import select
@@ -10,13 +13,16 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import unicodedata
 
 import pytest
 from hypothesis import given, strategies as st
 
+from eventloop import DispatcherWithSend, Reactor
 from eventloop.testing import chunkings, memory_reactor, memory_socketpair, pump
-from servers.chat import HELP, ChatChannel, ChatRoom, strip_telnet
+from servers.chat import HELP, ChatChannel, ChatRoom, ChatServer, FloodControl, strip_telnet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 5.0
@@ -154,6 +160,48 @@ def test_nick_is_unique_without_regard_to_case_and_announced():
     assert chat.settle(c) == [["* Alice is now known as alice", "* here: alice, bob, guest3 (3)"]]
 
 
+INVISIBLE = ("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"    # bidi controls
+             "\u200b\u200c\u200d\u2060\ufeff"                            # zero-width
+             "\u200e\u200f\u061c\u00ad\u180e\u2061\u2064\U000e0041"      # marks, other Cf
+             "\u115f\u1160\u3164\uffa0")                                 # Hangul fillers
+
+
+@pytest.mark.parametrize("char", INVISIBLE, ids=lambda c: "U+%04X" % ord(c))
+def test_a_nick_with_an_invisible_or_direction_changing_character_is_refused(char):
+    chat, (a, b, c) = three()
+    for name in (char, "ali" + char + "ce", char * 3):
+        a.say("/nick " + name)
+        wanted = "* a name cannot contain U+%04X %s: no invisible or direction-changing " \
+                 "characters" % (ord(char), unicodedata.name(char))
+        assert chat.settle(a, b) == [[wanted], []]
+    assert chat.room.nicks() == ["guest1", "guest2", "guest3"]
+
+
+nick_texts = st.text(st.characters(blacklist_categories=["Cs"]) | st.sampled_from(INVISIBLE)
+                     | st.sampled_from("_-aZ9"), max_size=30)
+
+
+@given(nick_texts)
+def test_a_nick_is_taken_exactly_when_every_character_is_visible_and_allowed(nick):
+    room = ChatRoom()
+    member, other = Member(), Member()
+    room.join(member)
+    room.join(other)
+    error = room.rename(member, nick)
+    invisible = [c for c in nick if unicodedata.category(c) == "Cf" or c in "\u115f\u1160\u3164\uffa0"]
+    allowed = 1 <= len(nick) <= 24 and all(c.isalnum() or c in "_-" for c in nick)
+    if invisible:
+        assert error.startswith("a name cannot contain U+%04X " % ord(invisible[0]))
+    elif allowed:
+        assert error is None and member.nick == nick
+        assert other.got[-1] == "* guest1 is now known as " + nick
+    else:
+        assert error == "a name is 1 to 24 letters, digits, _ or -"
+    if error:
+        assert member.nick == "guest1" and room.nicks() == ["guest1", "guest2"]
+    assert not any(unicodedata.category(ch) == "Cf" for n in room.nicks() for ch in n)
+
+
 def test_guest_names_skip_names_in_use():
     chat = Chat()
     a = chat.join()
@@ -225,6 +273,345 @@ def test_a_slow_reader_is_disconnected_and_never_slows_the_others():
     assert notice in a.lines and notice in b.lines
     assert chat.room.nicks() == ["guest1", "guest2"]
     assert slow.sock.peer.closed and not slow.channel.connected
+
+
+def test_a_slow_reader_is_cut_only_after_the_progress_timeout():
+    """A member that stopped reading is cut, but not the moment its queue passes the bound:
+    ``progress_timeout`` later, once its queue has not got shorter."""
+    chat = Chat()
+    a = chat.join(flood_lines=0, flood_bytes=0)
+    slow = chat.join(buffer_size=4096, max_queued=20_000, progress_timeout=7.0)
+    clock = chat.reactor.clock
+    crossed = None
+    for n in range(400):
+        a.say("message %d %s" % (n, "z" * 80))
+        chat.reactor.run_once(0)                    # one pass, no time: the line is sent
+        if crossed is None and slow.channel.queued_bytes > 20_000:
+            crossed = clock.now
+    assert crossed is not None and slow.channel.connected, "cut at once, not after the timeout"
+    chat.settle(a)
+    assert not slow.channel.connected
+    assert "* guest2 was disconnected (not reading)" in a.lines
+    assert clock.now == pytest.approx(crossed + 7.0)
+
+
+def read_at(reactor, peer, rate, step=0.5):
+    """Make ``peer`` read ``rate`` bytes a second, ``rate * step`` every ``step`` seconds."""
+    def read():
+        try:
+            data = peer.sock.recv(int(rate * step))
+        except BlockingIOError:
+            return
+        peer.buffer += data
+    return reactor.call_every(step, read)
+
+
+def test_a_member_over_the_bound_that_catches_up_stays():
+    """Owing more than max_queued is not enough to be cut: while the member reads and its
+    queue gets shorter from one look to the next, it stays, and gets every line."""
+    chat = Chat()
+    a = chat.join(flood_lines=0, flood_bytes=0)
+    reader = chat.join(buffer_size=4096, max_queued=20_000, progress_timeout=2.0)
+    chat.settle(a, reader)
+    reading = read_at(chat.reactor, reader, 1000)   # 1 KB/s: half a minute to catch up
+    for n in range(300):            # 33 KB at once: far over the bound
+        a.say("burst %d %s" % (n, "z" * 100))
+    pump(chat.reactor, lambda: reader.channel.queued_bytes > 20_000)
+    pump(chat.reactor, lambda: not reader.channel.queued_bytes or not reader.channel.connected,
+         max_passes=100_000)
+    reading.cancel()
+    assert reader.channel.connected and chat.reactor.clock.now > 20
+    reader.read()
+    assert [l for l in reader.lines if l.startswith("<")] == [
+        "<guest1> burst %d %s" % (n, "z" * 100) for n in range(300)]
+
+
+def test_a_member_that_falls_further_behind_is_cut_and_its_queue_stays_bounded():
+    """Reading, but slower than the room talks: the queue grows from one look to the next,
+    so the member is cut at the second look, having never owed more than max_queued, one
+    line and 2T of the inflow."""
+    chat = Chat()
+    a = chat.join(flood_lines=0, flood_bytes=0)
+    reader = chat.join(buffer_size=4096, max_queued=20_000, progress_timeout=3.0)
+    chat.settle(a, reader)
+    reading = read_at(chat.reactor, reader, 1000)
+    line = "z" * 491                    # 500 bytes delivered with "<guest1> " and CRLF
+    talk = chat.reactor.call_every(0.25, lambda: a.say(line))     # 2 KB/s in, 1 KB/s out
+    peak = 0
+    crossed = []
+
+    def cut():
+        nonlocal peak
+        peak = max(peak, reader.channel.queued_bytes)
+        if peak > 20_000 and not crossed:
+            crossed.append(chat.reactor.clock.now)
+        return not reader.channel.connected
+
+    pump(chat.reactor, cut, max_passes=100_000)
+    talk.cancel()
+    reading.cancel()
+    assert chat.reactor.clock.now == pytest.approx(crossed[0] + 2 * 3.0, abs=0.5)
+    assert 20_000 < peak <= 20_000 + 500 + 2 * 3.0 * 2000
+    assert "* guest2 was disconnected (not reading)" in chat.settle(a)[0]
+
+
+def test_the_hard_bound_cuts_at_once():
+    chat = Chat()
+    a = chat.join(flood_lines=0, flood_bytes=0)
+    slow = chat.join(buffer_size=4096, max_queued=20_000, max_queued_hard=40_000)
+    chat.settle(a)
+    for n in range(1000):
+        before = slow.channel.queued_bytes
+        a.say("line %d %s" % (n, "z" * 90))
+        chat.reactor.run_once(0)
+        if not slow.channel.connected:
+            break
+    assert not slow.channel.connected
+    assert 40_000 - 120 < before <= 40_000, "cut only at %d bytes" % before
+    assert chat.reactor.clock.now == 0.0, "the hard bound waited for a timer"
+
+
+# ---------------------------------------------------------------- flood control
+FLOOD_LINE = 1023                   # bytes of text in each line of the flood: 1 KB with "\n"
+
+
+def flood_line(n):
+    return b"%05d " % n + b"x" * (FLOOD_LINE - 6)
+
+
+@given(st.lists(st.tuples(st.floats(0, 2), st.integers(1, 1500)), min_size=1, max_size=60),
+       st.sampled_from([(10.0, 20, 4096.0, 16384), (2.0, 5, 0, 0), (0, 0, 1000.0, 1024),
+                        (0.5, 1, 300.0, 100)]))
+def test_flood_control_releases_at_most_the_burst_plus_the_rate(lines, limits):
+    """Lines offered at any times, each retried when take() says: every window of released
+    lines fits the burst plus the rate times its length, and each line goes as soon as the
+    buckets allow (the wait returned is exact)."""
+    line_rate, line_burst, byte_rate, byte_burst = limits
+    bucket = FloodControl(line_rate, line_burst, byte_rate, byte_burst, 0.0)
+    now, released = 0.0, []
+    for gap, size in lines:
+        now += gap
+        wait = bucket.take(size, now)
+        if wait:
+            if wait > 1e-6:
+                assert bucket.take(size, now + wait * 0.999) > 0, "released before the wait was up"
+            now += wait
+            assert bucket.take(size, now) == 0, "still refused when the wait was up"
+        released.append((now, size))
+    for i in range(len(released)):
+        for j in range(i, len(released)):
+            span = released[j][0] - released[i][0]
+            if line_rate:
+                assert j - i + 1 <= line_burst + line_rate * span + 1e-6
+            if byte_rate:
+                sizes = [size for _, size in released[i:j + 1]]
+                # A line longer than the byte burst goes on a full bucket, into debt.
+                assert sum(sizes) <= byte_burst + byte_rate * span + max(0, sizes[-1] - byte_burst) + 1e-6
+
+
+def test_a_paused_sender_is_not_read_and_every_line_it_sent_arrives_in_order():
+    """``cat file | nc -N``: 100 lines then a half-close.  The first 20 go at once; the
+    rest, read but over the limit, wait unframed while the socket is not read, and go out
+    ten a second; only then does the sender leave, and nothing it sent is lost."""
+    chat = Chat()
+    a, b = chat.join(), chat.join()
+    chat.settle(a, b)
+    clock = chat.reactor.clock
+    a.send(b"".join(b"line %d\n" % n for n in range(100)))
+    a.sock.shutdown(socket.SHUT_WR)
+    chat.reactor.run_once(0)
+    assert not a.channel.reading, "still reading from a sender over its limit"
+    assert b.read() == ["<guest1> line %d" % n for n in range(20)]
+    arrived = {}
+    for _ in range(1000):
+        chat.reactor.run_once(math.inf)
+        for line in b.read():
+            arrived[line] = clock.now
+        if len(arrived) >= 80:
+            break
+    assert list(arrived) == ["<guest1> line %d" % n for n in range(20, 100)]
+    for n, t in enumerate(arrived.values(), 1):
+        assert t == pytest.approx(n / ChatChannel.flood_lines)
+    chat.settle()
+    assert b.read() == ["* guest1 has left"] and not a.channel.connected
+
+
+def test_a_flooder_is_paused_and_a_10_kb_s_reader_gets_every_line():
+    """The issue's attack, in virtual time: one member sends 12,000 lines of 1 KB as fast
+    as its socket takes them, another reads 10 KB a second.  The flooder's lines reach the
+    room at the flood-control rate; the reader stays, gets each of them in order, and never
+    owes more than the burst; a third member's lines reach everyone at once."""
+    count = 12_000
+    chat = Chat()
+    flooder = chat.join()
+    reader = chat.join(buffer_size=8192)
+    talker = chat.join()
+    watcher = chat.join(buffer_size=1 << 20)
+    chat.settle(flooder, reader, talker, watcher)
+    clock = chat.reactor.clock
+    read_at(chat.reactor, reader, 10_000)
+    said = []
+
+    def say():
+        said.append(clock.now)
+        talker.say("talker %d" % len(said))
+
+    chat.reactor.call_every(10.0, say)
+    stream = b"".join(flood_line(n) + b"\n" for n in range(count))
+    sent = 0
+    start = clock.now
+    arrivals = []                   # (time, line) as the watcher, who reads at once, sees them
+    last = "<guest1> " + flood_line(count - 1).decode()
+    peak = 0
+    for _ in range(100_000):
+        if sent < len(stream):
+            try:
+                sent += flooder.sock.send(stream[sent:sent + 65536])
+            except BlockingIOError:
+                pass
+        chat.reactor.run_once(math.inf)
+        peak = max(peak, reader.channel.queued_bytes)
+        arrivals += [(clock.now, line) for line in watcher.read()]
+        flooder.read()
+        if arrivals and arrivals[-1][1] == last:
+            break
+    else:
+        raise AssertionError("the flood did not get through")
+    # Let the reader catch up (it still reads 10 KB/s), then compare.
+    pump(chat.reactor, lambda: not reader.channel.queued_bytes and not reader.sock.pending,
+         max_passes=10_000)
+    reader.read()
+    assert reader.channel.connected and not reader.hung_up
+    flood = [l for l in reader.lines if l.startswith("<guest1>")]
+    assert flood == ["<guest1> " + flood_line(n).decode() for n in range(count)]
+    # At the bucket's rate: never more bytes by time t than the burst plus t times the rate.
+    c = ChatChannel
+    times = [t - start for t, line in arrivals if line.startswith("<guest1>")]
+    for k, t in enumerate(times):
+        assert (k + 1) * FLOOD_LINE <= c.flood_byte_burst + c.flood_bytes * t + 1e-6, (k, t)
+    expected = (count * FLOOD_LINE - c.flood_byte_burst) / c.flood_bytes
+    assert times[-1] == pytest.approx(expected, rel=0.01)
+    assert peak <= c.flood_byte_burst * 1.1, "the reader was made to owe %d bytes" % peak
+    print("\nflood in virtual time: %d lines, the last %.1f s after the first; reader owed at "
+          "most %d bytes" % (len(times), times[-1], peak))
+    # The talker was never held up: each of its lines reached the watcher when said.
+    heard = {line: t for t, line in arrivals if line.startswith("<guest3>")}
+    assert len(said) >= 290
+    for n, t in enumerate(said, 1):
+        if "<guest3> talker %d" % n in heard:
+            assert heard["<guest3> talker %d" % n] == t
+    talk = [l for l in reader.lines if l.startswith("<guest3>")]
+    assert talk == ["<guest3> talker %d" % n for n in range(1, len(talk) + 1)]
+
+
+# ------------------------------------------------ flood control over real sockets
+class LineClient(DispatcherWithSend):
+    """A chat client on a client-side reactor: the lines it gets, each with the time it got
+    it.  With ``pace`` it reads at most ``pace`` bytes a second (a reactor timer reads a
+    tenth every 0.1 s), and never otherwise."""
+
+    def __init__(self, port, map, pace=None, rcvbuf=None):
+        sock = socket.socket()
+        if rcvbuf:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.connect(("127.0.0.1", port))
+        DispatcherWithSend.__init__(self, sock, map)
+        self.buffer = b""
+        self.lines = []             # (time, line)
+        self.closed_by_server = False
+        if pace:
+            self.pause_reading()
+            self.reactor.call_every(0.1, self.take, pace // 10)
+
+    def take(self, size=65536):
+        if not self.connected:
+            return
+        try:
+            data = self.socket.recv(size)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.closed_by_server = True
+            self.close()
+            return
+        *lines, self.buffer = (self.buffer + data).split(b"\r\n")
+        now = self.reactor.clock()
+        self.lines += [(now, line.decode()) for line in lines]
+
+    def handle_read(self):
+        self.take()
+
+    def said(self, nick):
+        return [(t, l) for t, l in self.lines if l.startswith("<%s> " % nick)]
+
+
+def run_until(reactor, predicate, seconds):
+    """Run ``reactor`` until ``predicate()`` or ``seconds`` have passed; returns predicate()."""
+    deadline = reactor.clock() + seconds
+    pump(reactor, lambda: predicate() or reactor.clock() > deadline, timeout=0.1,
+         max_passes=1_000_000)
+    return predicate()
+
+
+def test_over_real_sockets_a_flooder_is_paused_while_a_10_kb_s_reader_and_the_room_keep_up():
+    server_reactor = Reactor()
+    ChatServer("127.0.0.1", 0, map=server_reactor.map)
+    port = next(iter(server_reactor.map.values())).port
+    thread = threading.Thread(target=server_reactor.run, daemon=True)
+    thread.start()
+    clients = Reactor()
+    try:
+        flooder = LineClient(port, clients.map)
+        reader = LineClient(port, clients.map, pace=10_000, rcvbuf=4096)
+        talker = LineClient(port, clients.map)
+        watcher = LineClient(port, clients.map)
+        assert run_until(clients, lambda: any(l == "* here: guest1, guest2, guest3, guest4"
+                                              for _, l in watcher.lines), TIMEOUT)
+        said = []
+
+        def talk():
+            said.append(clients.clock())
+            talker.send(b"talker %d\r\n" % len(said))
+
+        talking = clients.call_every(0.5, talk)
+        count = 12_000
+        start = clients.clock()
+        flooder.send(b"".join(flood_line(n) + b"\n" for n in range(count)))
+        run_until(clients, lambda: False, 3.0)
+        talking.cancel()
+        flood = watcher.said("guest1")
+        # The reader is still here, and gets every line the room got, in order (the flood
+        # goes on meanwhile: what the server holds of it, it still relays).
+        run_until(clients, lambda: len(reader.said("guest1")) >= len(flood)
+                  or reader.closed_by_server, 4 * TIMEOUT)
+        assert not reader.closed_by_server, "the reader was disconnected"
+        assert not any("guest2 was disconnected" in l for _, l in watcher.lines)
+        got = [l for _, l in reader.said("guest1")]
+        assert got == [l for _, l in watcher.said("guest1")][:len(got)]
+        assert got[:len(flood)] == ["<guest1> " + flood_line(n).decode() for n in range(len(flood))]
+        # Not faster than the bucket: by each arrival, at most the burst plus the rate times
+        # the time since the flood began (server and test share one monotonic clock).
+        c = ChatChannel
+        for k, (t, _) in enumerate(flood):
+            assert (k + 1) * FLOOD_LINE <= c.flood_byte_burst + c.flood_bytes * (t - start), k
+        assert len(flood) > c.flood_byte_burst // FLOOD_LINE + 2, "the flooder was starved"
+        # The others were not held up: each talker line reached the watcher within 0.5 s.
+        heard = dict((l, t) for t, l in watcher.said("guest3"))
+        assert len(said) == 6 and len(heard) == 6
+        for n, t in enumerate(said, 1):
+            assert heard["<guest3> talker %d" % n] - t < 0.5
+        assert [l for _, l in reader.said("guest3")] == list(heard)
+    finally:
+        for channel in list(clients.map.values()):
+            channel.close()
+        clients.close()
+        server_reactor.call_soon_threadsafe(server_reactor.stop)
+        thread.join(TIMEOUT)
+        for channel in list(server_reactor.map.values()):
+            channel.close()
+        server_reactor.close()
 
 
 # -------------------------------------------------------------- awkward input
@@ -375,3 +762,12 @@ def test_three_nc_clients_chat():
         assert alice.proc.wait(TIMEOUT) == 0
         bob.expect("* alice has left")
         carol.expect("* alice has left")
+
+
+@pytest.mark.parametrize("args", [["--flood-lines", "-1"], ["--flood-bytes", "nan"],
+                                  ["--progress-timeout", "soon"]])
+def test_cli_rejects_a_bad_limit(args):
+    result = subprocess.run([sys.executable, "-m", "servers.chat", *args], cwd=ROOT,
+                            capture_output=True, timeout=TIMEOUT)
+    assert result.returncode == 2 and b"error: argument " + args[0].encode() in result.stderr
+    assert b"Traceback" not in result.stderr

@@ -1,6 +1,7 @@
 """servers.echo: every byte back however the stream is cut, bounded memory when the client
 does not read (back-pressure), the rest echoed after a half-close, whole datagrams over UDP,
-and 8 MiB through socat byte-exact."""
+no datagram loop from one forged datagram (the rule shared with servers.time), and 8 MiB
+through socat byte-exact."""
 import contextlib
 import hashlib
 import math
@@ -18,9 +19,13 @@ import time
 import pytest
 from hypothesis import given, settings, strategies as st
 
+import servers.echo as echo_module
+import servers.time as time_module
 from eventloop import Reactor
-from eventloop.testing import chunkings, drive, memory_reactor, memory_socketpair
-from servers.echo import EchoHandler, start
+from eventloop.testing import VirtualClock, chunkings, drive, memory_reactor, memory_socketpair
+from servers import UDPServer
+from servers.echo import EchoHandler, UDPEchoServer, start
+from servers.time import UDPTimeServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 5.0
@@ -106,14 +111,12 @@ class Recording(EchoHandler):
 
 
 @contextlib.contextmanager
-def serving():
-    reactor = Reactor()
-    tcp, udp = start("127.0.0.1", 0, map=reactor.map)
-    tcp.handler = Recording
+def running(reactor):
+    """Run ``reactor`` in a thread; on leaving, stop it and close every channel and it."""
     thread = threading.Thread(target=reactor.run, daemon=True)
     thread.start()
     try:
-        yield reactor, tcp, udp
+        yield
     finally:
         reactor.call_soon_threadsafe(reactor.stop)
         thread.join(TIMEOUT)
@@ -121,6 +124,15 @@ def serving():
         for channel in list(reactor.map.values()):
             channel.close()
         reactor.close()
+
+
+@contextlib.contextmanager
+def serving():
+    reactor = Reactor()
+    tcp, udp = start("127.0.0.1", 0, map=reactor.map)
+    tcp.handler = Recording
+    with running(reactor):
+        yield reactor, tcp, udp
 
 
 @pytest.fixture(scope="module")
@@ -258,3 +270,138 @@ def test_nc_over_udp():
         result = subprocess.run(["nc", "-u", "-w1", "127.0.0.1", str(port)], input=b"hello\n",
                                 capture_output=True, timeout=TIMEOUT)
     assert result.stdout == b"hello\n"
+
+
+# ------------------------------------------------------------ datagram loops
+# A reflector answers every datagram, and a datagram's source can be forged: "from" another
+# reflector, or from the server itself, it starts an exchange that never ends.  The servers
+# run with each other's sockets in one reactor: the test sends the forged datagram from the
+# other server's own socket, which is exactly what the kernel would report for a forgery.
+class Counted(UDPEchoServer):
+    """Counts the datagrams it answers."""
+
+    answered = 0
+
+    def handle_datagram(self, data, addr):
+        self.answered += 1
+        UDPEchoServer.handle_datagram(self, data, addr)
+
+
+class CountedTime(UDPTimeServer):
+    answered = 0
+
+    def handle_datagram(self, data, addr):
+        self.answered += 1
+        UDPTimeServer.handle_datagram(self, data, addr)
+
+
+@contextlib.contextmanager
+def two_reflectors():
+    """A UDP echo and a UDP time server on ephemeral ports, in one reactor thread."""
+    reactor = Reactor()
+    echo = Counted("127.0.0.1", 0, map=reactor.map)
+    clock = CountedTime("127.0.0.1", 0, map=reactor.map)
+    with running(reactor):
+        yield echo, clock
+
+
+def ask(port, payload=b"ping"):
+    """One ordinary client's datagram and the answer (bounded by TIMEOUT)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.settimeout(TIMEOUT)
+        client.sendto(payload, ("127.0.0.1", port))
+        return client.recv(65536)
+
+
+@pytest.mark.parametrize("source", ["time", "echo"], ids=["echo-from-time", "echo-from-itself"])
+def test_one_forged_datagram_starts_no_loop(source):
+    with two_reflectors() as (echo, clock):
+        forger = clock if source == "time" else echo
+        forger.socket.sendto(b"x", ("127.0.0.1", echo.port))
+        # Datagrams from one socket to another arrive in order: once an ordinary client's
+        # answer is back, the forged datagram (sent first) has been handled, and any reply
+        # to it too.  Twice, so that a loop has had every chance to show itself.
+        for _ in range(2):
+            assert ask(echo.port) == b"ping"
+            assert len(ask(clock.port)) == 4
+        assert (echo.answered, clock.answered) == (2, 2), "a forged datagram was answered"
+        assert echo.refused == 1 and clock.refused == 0
+
+
+def test_the_rule_refuses_exactly_the_reflector_ports():
+    reactor = Reactor(wakeup=False)
+    udp = UDPEchoServer("127.0.0.1", 0, map=reactor.map)
+    try:
+        # 7 echo, 13 daytime, 17 qotd, 19 chargen, 37 time: the reserved-port rule covers them.
+        for port in (0, 7, 13, 17, 19, 37, 1023, udp.port,
+                     echo_module.DEFAULT_PORT, time_module.DEFAULT_PORT):
+            assert udp.refusal(("192.0.2.1", port)) is not None, port
+        assert {echo_module.DEFAULT_PORT, time_module.DEFAULT_PORT} <= UDPServer.reflector_ports
+        for port in (1024, 40000, 65535):
+            if port not in UDPServer._ports_in_use:
+                assert udp.refusal(("127.0.0.1", port)) is None, port
+    finally:
+        udp.close()
+        reactor.close()
+    assert udp.port not in UDPServer._ports_in_use, "a closed server's port is still refused"
+
+
+class ScriptedSocket:
+    """Stands in for a UDP socket: ``recvfrom`` returns the scripted datagrams in turn."""
+
+    def __init__(self, datagrams):
+        self.datagrams = list(datagrams)
+        self.sent = []
+
+    def recvfrom(self, size):
+        if not self.datagrams:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        return self.datagrams.pop(0)
+
+    def sendto(self, data, addr):
+        self.sent.append(addr)
+        return len(data)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["127.0.0.1", "10.1.2.3"]), st.integers(0, 65535)),
+                max_size=30))
+def test_a_datagram_is_answered_exactly_when_its_source_port_is_safe(sources):
+    reactor = Reactor(wakeup=False)
+    udp = UDPEchoServer("127.0.0.1", 0, map=reactor.map)
+    real, udp.socket = udp.socket, ScriptedSocket((b"x", addr) for addr in sources)
+    try:
+        for _ in sources:
+            udp.handle_read()
+        safe = [addr for addr in sources if addr[1] >= 1024 and addr[1] != udp.port
+                and addr[1] not in UDPServer.reflector_ports
+                and addr[1] not in UDPServer._ports_in_use]
+        assert udp.socket.sent == safe
+        assert udp.refused == len(sources) - len(safe)
+    finally:
+        udp.socket = real
+        udp.close()
+        reactor.close()
+
+
+def test_a_flood_of_forged_datagrams_logs_one_line_per_interval(caplog):
+    caplog.set_level("DEBUG", logger="servers.echo")
+    clock = VirtualClock(100.0)
+    reactor = Reactor(clock=clock, wakeup=False)
+    udp = UDPEchoServer("127.0.0.1", 0, map=reactor.map)
+    real, udp.socket = udp.socket, ScriptedSocket([(b"x", ("127.0.0.1", udp.port))] * 1001)
+    try:
+        for _ in range(1000):
+            udp.handle_read()
+        clock.advance(udp.refusal_log_interval)
+        udp.handle_read()
+        assert udp.refused == 1001 and udp.socket.sent == []
+    finally:
+        udp.socket = real
+        udp.close()
+        reactor.close()
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("not answering")]
+    assert lines == ["not answering a datagram from 127.0.0.1:%d: it claims to come from our "
+                     "own port (1 refused so far)" % udp.port,
+                     "not answering a datagram from 127.0.0.1:%d: it claims to come from our "
+                     "own port (1001 refused so far)" % udp.port]
+    assert all(r.levelname == "DEBUG" for r in caplog.records if r.name == "servers.echo")

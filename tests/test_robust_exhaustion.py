@@ -4,8 +4,11 @@
 * Out of descriptors (RLIMIT_NOFILE lowered to 40): accept() fails with EMFILE; the server
   keeps serving the connections it has, does not spin (CPU time read from /proc/PID/stat over
   a bounded wait), says what went wrong on stderr, and takes the backlog once descriptors free up.
-* Clients that never read are disconnected once their queue passes its bound, while a reader
-  gets every line and the server's resident memory stays bounded.
+* Clients that never read are disconnected once their queue passes its hard bound, while a
+  reader gets every line and the server's resident memory stays bounded.
+* A member flooding the room (12,000 lines of 1 KB at once) is paused by flood control: its
+  lines reach the room at the default rate, a member reading 10 KB/s stays and gets each of
+  them in order, and two other members still talk at once.
 * A flood of over-long lines is dropped as it arrives: memory stays flat and other members
   still talk with bounded latency.
 * 10,000 connections opened, held, and abandoned (RLIMIT_NOFILE raised to the hard limit in
@@ -25,6 +28,8 @@ import threading
 import time
 
 import pytest
+
+from eventloop import Reactor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIGURES = {}
@@ -63,10 +68,10 @@ def until(predicate, timeout, step=0.05, what="condition"):
 
 
 class ServerProcess:
-    """``python -m MODULE 0 -b 127.0.0.1`` with RLIMIT_NOFILE set to ``nofile`` before exec;
-    stderr goes to a file, read for the port and the server's own messages."""
+    """``python -m MODULE 0 -b 127.0.0.1 ARGS...`` with RLIMIT_NOFILE set to ``nofile`` before
+    exec; stderr goes to a file, read for the port and the server's own messages."""
 
-    def __init__(self, module, nofile, log_path):
+    def __init__(self, module, nofile, log_path, *args):
         self.log_path = str(log_path)
         self._log = open(self.log_path, "w")
         hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
@@ -74,7 +79,7 @@ class ServerProcess:
         def limit():
             resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, hard))
 
-        self.proc = subprocess.Popen([sys.executable, "-m", module, "0", "-b", "127.0.0.1"], cwd=ROOT,
+        self.proc = subprocess.Popen([sys.executable, "-m", module, "0", "-b", "127.0.0.1", *args], cwd=ROOT,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._log,
                                      preexec_fn=limit)
         self.pid = self.proc.pid
@@ -261,7 +266,10 @@ def test_out_of_descriptors_keeps_serving_backs_off_and_recovers(module, tmp_pat
 
 # ================================================================ never readers
 def test_chat_clients_that_never_read_are_cut_off_while_readers_get_everything(tmp_path):
-    server = ServerProcess("servers.chat", 1024, tmp_path / "server.log")
+    # Flood control off, so that one talker can send 16 MB in a moment: the non-readers then
+    # pass the hard bound (ChatChannel.max_queued_hard) long before their progress timeout.
+    server = ServerProcess("servers.chat", 1024, tmp_path / "server.log", "--flood-lines", "0",
+                           "--flood-bytes", "0")
     try:
         talker = chat_member(server, "talker")
         reader = chat_member(server, "reader")
@@ -270,10 +278,10 @@ def test_chat_clients_that_never_read_are_cut_off_while_readers_get_everything(t
         reader[1].until(lambda l: l.startswith(b"* guest") and l.endswith(b"has joined")
                         and l.split()[1] == b"guest%d" % (len(idle) + 2))
         line = b"y" * 1000
-        count = 16000                     # 16 MB to every member: far past the 256 KiB queue bound
-        # The talker stays at most `window` lines ahead of the reader.  A member that falls
-        # max_queued bytes behind is cut off by design, and the talker and the reader share
-        # this process (and its GIL): unpaced, the talker could outrun a reader that reads.
+        count = 16000                     # 16 MB to every member: far past the 1 MiB hard queue bound
+        # The talker stays at most `window` lines ahead of the reader: the talker and the
+        # reader share this process (and its GIL), and unpaced (flood control is off) the
+        # talker could outrun a reader that reads past the hard bound.
         window = 200
         heard_count = [0]
         progress = threading.Condition()
@@ -319,9 +327,95 @@ def test_chat_clients_that_never_read_are_cut_off_while_readers_get_everything(t
         server.stop()
 
 
+# ================================================================ flood control
+FLOOD_SECONDS = 5.0
+
+
+def test_a_flooder_is_paused_while_a_10_kb_s_reader_stays(tmp_path):
+    server = ServerProcess("servers.chat", 1024, tmp_path / "server.log")
+    try:
+        flooder = chat_member(server, "flooder")
+        a = chat_member(server, "a")
+        b = chat_member(server, "b")
+        reader = chat_member(server, "reader")
+        # The reader reads 1,000 bytes every 0.1 s (a timer on a reactor of its own).
+        sock = reader[0]
+        sock.setblocking(False)
+        got = bytearray(reader[1].buf)
+        closed = threading.Event()
+        pacer = Reactor()
+
+        def take():
+            try:
+                data = sock.recv(1000)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                closed.set()
+                pacer.stop()
+            got.extend(data)
+
+        pacer.call_every(0.1, take)
+        pacer.call_later(FLOOD_SECONDS, pacer.stop)
+        pacing = threading.Thread(target=pacer.run, daemon=True)
+        count = 12_000
+        flood = b"".join(b"%05d " % n + b"x" * 1017 + b"\n" for n in range(count))
+        sent = []
+
+        def send_flood():
+            start = time.monotonic()
+            try:
+                flooder[0].sendall(flood)
+            except OSError:                 # closed below, while the server still held back
+                return
+            sent.append(time.monotonic() - start)
+
+        flooding = threading.Thread(target=send_flood, daemon=True)
+        latencies = []
+        with PeakRss(server) as rss:
+            cpu = server.cpu_seconds()
+            start = time.monotonic()
+            pacing.start()
+            flooding.start()
+            # Meanwhile a talks to b (4 lines a second, within flood control) and times it.
+            while pacing.is_alive():
+                latencies.append(say_and_hear(a, b, "ping %d" % len(latencies)))
+                wait(0.25)
+            elapsed = time.monotonic() - start
+            pacing.join(10)
+            cpu = server.cpu_seconds() - cpu
+        pacer.close()
+        assert not closed.is_set(), "the reader was disconnected: %s" % server.stderr()[-300:]
+        *complete, _ = bytes(got).split(b"\r\n")
+        lines = [l for l in complete if l.startswith(b"<flooder> ")]
+        assert lines == [b"<flooder> %05d " % n + b"x" * 1017 for n in range(len(lines))], \
+            "the reader lost or reordered a line"
+        relayed = len(lines)
+        burst, rate = 16384, 4096          # ChatChannel.flood_byte_burst, .flood_bytes
+        assert relayed * 1023 <= burst + rate * elapsed, "%d lines in %.1f s" % (relayed, elapsed)
+        assert relayed > burst // 1023, "the flooder was starved"
+        assert not sent, "the flood went through unthrottled"
+        assert max(latencies) < 0.5, "a member waited %.2fs while another flooded" % max(latencies)
+        assert "is not reading" not in server.stderr()
+        FIGURES["chat flood control"] = {
+            "flood_lines_sent": count, "line_bytes": 1024, "seconds": round(elapsed, 2),
+            "lines_relayed": relayed, "burst_lines": burst // 1023,
+            "lines_per_s_after_burst": round((relayed - burst // 1023) / elapsed, 2),
+            "reader_bytes_read": len(got), "pings": len(latencies),
+            "max_ping_ms": round(1000 * max(latencies), 1), "server_cpu_s": round(cpu, 2),
+            "rss_kib_before": rss.base, "rss_kib_peak": rss.peak, "rss_samples": rss.samples}
+    finally:
+        server.stop()
+
+
 # ================================================================ long lines
 def test_a_flood_of_long_lines_is_dropped_without_buffering(tmp_path):
-    server = ServerProcess("servers.chat", 1024, tmp_path / "server.log")
+    # Flood control off: the two members below talk as fast as they can, and what is
+    # measured is how the long lines slow them, not how flood control paces them.
+    server = ServerProcess("servers.chat", 1024, tmp_path / "server.log", "--flood-lines", "0",
+                           "--flood-bytes", "0")
     try:
         a = chat_member(server, "a")
         b = chat_member(server, "b")

@@ -131,7 +131,7 @@ class FailingSocket:
         self.calls.append("recvfrom")
         if len(self.calls) == 1:
             raise ConnectionRefusedError(111, "Connection refused")
-        return b"", ("127.0.0.1", 9)
+        return b"", ("127.0.0.1", 50000)     # an ordinary client port (see UDPServer.refusal)
 
     def sendto(self, data, addr):
         self.calls.append("sendto")
@@ -150,6 +150,20 @@ def test_udp_errors_never_stop_the_server():
         udp.socket = real
         udp.close()
         reactor.close()
+
+
+def test_a_datagram_forged_from_the_server_itself_is_not_answered():
+    """Sent from the server's own socket, as a forgery would claim: answering it would make
+    the server answer itself for ever (and a time server to an echo server likewise)."""
+    with serving(now=Clock(0), tcp=False) as (udp,):
+        answered = []
+        real = udp.handle_datagram
+        udp.handle_datagram = lambda data, addr: (answered.append(addr), real(data, addr))
+        udp.socket.sendto(b"", ("127.0.0.1", udp.port))
+        for _ in range(2):          # answers come in order: the forgery was handled first
+            assert udp_reply(udp.port) == expected_bytes(0)
+        assert len(answered) == 2 and udp.address not in answered
+        assert udp.refused == 1
 
 
 def test_a_client_that_hung_up_costs_nothing():
