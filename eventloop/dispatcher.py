@@ -300,62 +300,65 @@ class Dispatcher:
     def set_idle_timeout(self, seconds):
         """Call :meth:`handle_idle_timeout` after ``seconds`` without I/O (None: never).
 
-        Each read or write event moves the deadline; the channel's timer re-arms itself
-        lazily when it fires early, so busy channels cost no heap operations.  A channel
-        has one timeout: this replaces any set before, as :meth:`set_deadline` does.
+        Each read or write event moves the deadline.  A channel has one timeout: this
+        replaces any set before, as :meth:`set_deadline` does.
         """
-        self._set_timeout(seconds, True)
+        self.idle_timeout = seconds
+        self._deadline = None
+        if seconds is not None:
+            self._last_activity = now = self.reactor.clock()
+            self.rearm_timeout(now + seconds)
 
     def set_deadline(self, seconds):
         """Call :meth:`handle_idle_timeout` ``seconds`` from now whatever I/O happens (None:
         never): a bound on a whole step, such as a request head that may not trickle in."""
-        self._set_timeout(seconds, False)
-
-    def _set_timeout(self, seconds, idle):
+        self.idle_timeout = None
         if seconds is None:
-            self.idle_timeout = None
             self._deadline = None
-            if self._idle is not None:
-                self._idle.cancel()
-                self._idle = None
             return
-        now = self.reactor.clock()
-        self.idle_timeout = seconds if idle else None
-        self._last_activity = now
-        due = now + seconds
-        self._deadline = None if idle else due
-        timer = self._idle
-        if timer is not None:
-            if timer.pending and timer.when <= due:
-                return              # it fires first and re-checks: nothing to move
-            timer.cancel()
-        self._idle = self.call_later(seconds, self._check_idle)
+        self._deadline = self.reactor.clock() + seconds
+        self.rearm_timeout(self._deadline)
 
     def note_activity(self):
         """Record I/O for the idle timeout (the event handlers do this)."""
         self._last_activity = self.reactor.clock()
 
-    def _timeout_due(self):
-        """When the current timeout expires, or None when none is set."""
+    def timeout_due(self):
+        """When the channel's timeout expires (reactor clock), or None for never.
+
+        The one timer behind every timeout asks this only when it fires, and fires again
+        later if the answer moved: so a channel whose deadline follows its state (as the
+        HTTP server's does) overrides this, and calls :meth:`rearm_timeout` only when a
+        deadline may come sooner than the one the timer waits for.
+        """
         if self._deadline is not None:
             return self._deadline
         if self.idle_timeout is not None:
             return self._last_activity + self.idle_timeout
         return None
 
+    def rearm_timeout(self, when):
+        """Make sure the timeout timer fires no later than clock time ``when`` (cheap when
+        it already does: busy channels cost no heap operations)."""
+        timer = self._idle
+        if timer is not None:
+            if timer.pending and timer.when <= when:
+                return
+            timer.cancel()
+        self._idle = self.call_later(max(when - self.reactor.clock(), 0.0), self._check_idle)
+
     def _check_idle(self):
         if self._timers is not None:
             self._timers.discard(self._idle)
         self._idle = None
-        due = self._timeout_due()
+        due = self.timeout_due()
         if due is None:
             return
-        now = self.reactor.clock()
-        if now >= due:
+        if self.reactor.clock() >= due:
             self.idle_timeout = self._deadline = None
             self.handle_idle_timeout()
         else:
-            self._idle = self.call_later(due - now, self._check_idle)
+            self.rearm_timeout(due)
 
     def handle_idle_timeout(self):
         """The timeout set with :meth:`set_idle_timeout` or :meth:`set_deadline` passed: by
