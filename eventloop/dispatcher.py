@@ -263,8 +263,10 @@ class Dispatcher:
         self.accepting = False
         self.connecting = False
         self.del_channel()
-        if self._timers:
-            for timer in list(self._timers):
+        timers = self._timers
+        if timers:
+            self._timers = None
+            for timer in timers:
                 timer.cancel()
                 # A cancelled timer waits in the heap until its deadline, and its callback
                 # and args refer to this channel: drop them, so a closed channel is freed at
@@ -272,7 +274,6 @@ class Dispatcher:
                 timer.callback = _owner_closed
                 timer.args = ()
                 timer.owner = None
-            self._timers = None
         self._idle = None
         if self.socket is not None:
             try:
@@ -283,19 +284,19 @@ class Dispatcher:
 
     # ------------------------------------------------------ timers
     def call_later(self, delay, callback, *args):
-        """A timer owned by this channel: cancelled automatically when the channel closes."""
-        timer = self.reactor.call_later(delay, self._run_owned, callback, args)
+        """A timer owned by this channel: cancelled automatically when the channel closes, and
+        an exception from its callback goes to the channel's ``handle_error``."""
+        timer = self.reactor.call_later(delay, callback, *args)
         timer.owner = self
-        if self._timers is None:
-            self._timers = set()
-        self._timers.add(timer)
-        timer.args = (timer, callback, args)
+        timers = self._timers
+        if timers is None:
+            self._timers = [timer]
+        else:
+            if len(timers) >= 8:
+                # Forget the timers that fired (one-shots are done with); the list stays short.
+                timers[:] = [t for t in timers if t.pending]
+            timers.append(timer)
         return timer
-
-    def _run_owned(self, timer, callback, args):
-        if timer.interval is None and self._timers is not None:
-            self._timers.discard(timer)
-        callback(*args)
 
     def set_idle_timeout(self, seconds):
         """Call :meth:`handle_idle_timeout` after ``seconds`` without I/O (None: never).
@@ -348,8 +349,6 @@ class Dispatcher:
         self._idle = self.call_later(max(when - self.reactor.clock(), 0.0), self._check_idle)
 
     def _check_idle(self):
-        if self._timers is not None:
-            self._timers.discard(self._idle)
         self._idle = None
         due = self.timeout_due()
         if due is None:

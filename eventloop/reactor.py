@@ -430,7 +430,7 @@ class Reactor:
             for timer in self._timers.due(self.clock()):
                 if self.trace:
                     trace_log.info("timer %s fires", _callable_name(timer.callback))
-                self._run_callback(timer.callback, timer.args)
+                self._run_callback(timer.callback, timer.args, timer.owner)
 
         # Phase 3: callbacks queued before this phase began.
         ready = self._ready
@@ -439,13 +439,14 @@ class Reactor:
                 item = ready.popleft()
                 self._run_callback(item.callback, item.args)
 
-    def _run_callback(self, callback, args):
+    def _run_callback(self, callback, args, owner=None):
         try:
             callback(*args)
         except RERAISED:
             raise
         except Exception:
-            owner = getattr(callback, "__self__", None)
+            if owner is None:
+                owner = getattr(callback, "__self__", None)
             if owner is not None and hasattr(owner, "handle_error") and \
                     hasattr(owner, "handle_read_event"):
                 owner.handle_error()

@@ -245,3 +245,51 @@ def test_a_closed_channel_with_pending_timers_is_freed_without_the_cyclic_gc():
     finally:
         gc.enable()
     theirs.close()
+
+
+def test_a_channel_whose_timers_fired_is_freed_at_close_without_the_cyclic_gc():
+    """A one-shot timer that fired used to keep its owner in a cycle (the timer was in its
+    own arguments), so every channel that ever had a timeout needed the cyclic collector."""
+    import gc
+    import weakref
+
+    from eventloop import Dispatcher
+    from eventloop.testing import memory_socketpair
+
+    reactor = memory_reactor()
+    ours, theirs = memory_socketpair()
+    chan = Dispatcher(ours, reactor.map)
+    fired = []
+    for i in range(20):                         # more than the list keeps before pruning
+        chan.call_later(i / 10, fired.append, i)
+    chan.call_later(60, fired.append, "never: cancelled at close")
+    pump(reactor, lambda: len(fired) >= 20, max_passes=100)
+    gone = weakref.ref(chan)
+    gc.disable()
+    try:
+        chan.close()
+        del chan
+        assert gone() is None, "the closed channel is only reachable through a cycle"
+    finally:
+        gc.enable()
+    theirs.close()
+
+
+def test_an_owned_timer_that_raises_reaches_its_channels_handle_error():
+    from eventloop import Dispatcher
+    from eventloop.testing import memory_socketpair
+
+    reactor = memory_reactor()
+    ours, theirs = memory_socketpair()
+    errors = []
+
+    class Chan(Dispatcher):
+        def handle_error(self):
+            errors.append(True)
+            self.close()
+
+    chan = Chan(ours, reactor.map)
+    chan.call_later(1, lambda: 1 / 0)
+    pump(reactor, lambda: errors, max_passes=10)
+    assert errors == [True] and not reactor.map
+    theirs.close()
