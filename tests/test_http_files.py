@@ -7,6 +7,7 @@ import html.parser
 import os
 import re
 import shutil
+import stat
 import tempfile
 from types import SimpleNamespace
 from urllib.parse import quote, unquote
@@ -79,15 +80,16 @@ class FakeEntry:
                  broken=False):
         self.name = name
         self._dir, self._link, self._broken = is_dir, is_link, broken
-        self._stat = SimpleNamespace(st_size=size, st_mtime=mtime)
+        mode = stat.S_IFDIR | 0o755 if is_dir else stat.S_IFREG | 0o644
+        self._stat = SimpleNamespace(st_size=size, st_mtime=mtime, st_mode=mode)
 
-    def is_dir(self):
+    def is_dir(self, follow_symlinks=True):
         return self._dir
 
     def is_symlink(self):
         return self._link
 
-    def stat(self):
+    def stat(self, follow_symlinks=True):
         if self._broken:
             raise FileNotFoundError(self.name)
         return self._stat
@@ -311,6 +313,78 @@ def test_generated_paths_never_leave_root(tree, segments, lead, trailing, follow
         assert result.location.startswith("/") and not result.location.startswith("//")
 
 
+def _open_descriptors():
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+def test_root_lookups_leave_only_the_roots_descriptor_open(tree):
+    before = _open_descriptors()
+    root = files.Root(tree.root)
+    assert _open_descriptors() == before + 1
+    urls = ["/", "/sub/file.txt", "/site/", "/indirlink/file.txt", "/outdir/secret.txt",
+            "/loop", "/dangling", "/fifo", "/sub", "/nothing/at/all", "/leakyindex/"]
+    for url in urls * 3:
+        r = root.lookup(url)
+        if r.fd is not None:
+            os.close(r.fd)
+        try:
+            root.stat(r.names or ("nothing",))
+        except OSError:
+            pass
+    assert _open_descriptors() == before + 1
+    root.close()
+    assert _open_descriptors() == before
+
+
+def test_root_lookup_opens_what_it_found(tree):
+    root = files.Root(tree.root)
+    try:
+        r = root.lookup("/inlink")
+        assert r.kind == "file" and r.names == ("inlink",)
+        assert os.read(r.fd, 100) == b"hello"
+        assert os.fstat(r.fd).st_ino == os.stat(os.path.join(tree.root, "sub", "file.txt")).st_ino
+        os.close(r.fd)
+        r = root.lookup("/indirlink/")
+        assert r.kind == "dir" and os.path.samestat(os.fstat(r.fd),
+                                                   os.stat(os.path.join(tree.root, "sub")))
+        os.close(r.fd)
+        assert root.lookup("/indirlink").fd is None            # a redirect holds nothing
+        with pytest.raises(IsADirectoryError):
+            root.open(("sub",))
+        with pytest.raises(FileNotFoundError):
+            root.open(("outlink",))
+    finally:
+        root.close()
+
+
+def test_a_root_of_slash_follows_absolute_links_anywhere(tree):
+    link = os.path.join(tree.root, "sub", "file.txt")
+    result = resolve("/", quote(link))
+    assert result.kind == "file" and result.stat == os.stat(link)
+    assert resolve("/", quote(os.path.join(tree.root, "outlink"))).kind == "file"
+
+
+def test_too_many_links_are_a_loop(tmp_path):
+    for i in range(45):
+        os.symlink("l%d" % (i + 1), tmp_path / ("l%d" % i))
+    (tmp_path / "l45").write_text("end")
+    assert resolve(str(tmp_path), "/l10").kind == "file"       # 35 links to the end
+    assert resolve(str(tmp_path), "/l0").kind == "notfound"    # 45: taken for a loop
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root may read any directory")
+def test_files_in_a_directory_that_may_be_searched_but_not_read_are_served(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "f.txt").write_text("f")
+    (tmp_path / "d").chmod(0o311)
+    try:
+        assert resolve(str(tmp_path), "/d/f.txt").kind == "file"
+    finally:
+        (tmp_path / "d").chmod(0o755)
+
+
 # --------------------------------------------------------------------------
 # Directory listings
 
@@ -365,6 +439,23 @@ def test_listing_sizes_dates_and_order_from_entries():
     assert ">5.0 GiB<" in body
     assert ">1.0 MiB<" in body  # 1023.99... KiB rounds up a unit, not to "1024.0 KiB"
     assert "2024-02-29 13:05" in body
+
+
+def test_listing_describes_a_link_by_what_a_request_for_it_would_serve():
+    mtime = calendar.timegm((2024, 2, 29, 13, 5, 59))
+    served = {"to_file": FakeEntry("x", size=4321, mtime=mtime)._stat,
+              "to_dir": FakeEntry("y", is_dir=True, mtime=mtime)._stat}
+    entries = [FakeEntry(name, size=999999, is_dir=name.endswith("dir"), is_link=True,
+                         mtime=mtime) for name in ("to_file", "to_dir", "out_file", "out_dir")]
+    body = listing_html("/", "/unused", entries=entries,
+                        link_target=lambda entry: served.get(entry.name)).decode()
+    page = parse_page(body.encode())
+    assert page.link_texts == ["to_dir/", "out_dir", "out_file", "to_file"]
+    assert '"4321 bytes">4.2 KiB<' in body and "976.6 KiB" not in body    # never the link's own
+    assert body.count("2024-02-29 13:05") == 2
+    for name in ("out_dir", "out_file"):
+        assert (f'<tr class="link"><td><a href="{name}">{name}</a></td>'
+                '<td class="size">-</td><td class="date">-</td></tr>') in body
 
 
 def test_listing_propagates_permission_errors():
