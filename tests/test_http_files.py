@@ -2,6 +2,7 @@
 import ast
 import calendar
 import datetime
+import email
 import html
 import html.parser
 import os
@@ -9,6 +10,7 @@ import re
 import shutil
 import stat
 import tempfile
+import time
 from types import SimpleNamespace
 from urllib.parse import quote, unquote
 
@@ -17,9 +19,9 @@ from hypothesis import given, strategies as st
 
 from servers.http import files
 from servers.http.files import (
-    CONTENT_TYPES, REASONS, RangeResult, common_log_line, content_range, content_type,
-    error_page, etag_for, evaluate_conditional, http_date, listing_html, log_escape,
-    parse_http_date, parse_range, resolve,
+    CONTENT_TYPES, REASONS, RangeResult, byteranges_framing, coalesce_ranges, common_log_line,
+    content_range, content_type, error_page, etag_for, evaluate_conditional, http_date,
+    listing_html, log_escape, parse_http_date, parse_range, parse_ranges, resolve,
 )
 
 RFC_EXAMPLE = 784111777  # Sun, 06 Nov 1994 08:49:37 GMT
@@ -779,6 +781,150 @@ def test_suffix_ranges_select_the_last_bytes(suffix, size):
     assert result.kind == "partial"
     assert result.end == size - 1
     assert result.length == min(suffix, size)
+
+
+FULL = ("full", ((0, SIZE - 1),))
+
+
+@pytest.mark.parametrize("header, expected", [
+    ("bytes=0-1,5-6", ("multipart", ((0, 1), (5, 6)))),
+    ("bytes=5-6,0-1", ("multipart", ((5, 6), (0, 1)))),            # the request's order
+    ("bytes=-1, 0-0", ("multipart", ((999, 999), (0, 0)))),
+    ("bytes=0-1,3-4", ("multipart", ((0, 1), (3, 4)))),              # a one-byte gap: two parts
+    ("bytes=0-1,1-2", ("partial", ((0, 2),))),                      # overlapping
+    ("bytes=0-1,2-3", ("partial", ((0, 3),))),                      # adjacent
+    ("bytes=0-,-500", ("partial", ((0, 999),))),
+    ("bytes=10-20,0-1,15-30", ("multipart", ((0, 1), (10, 30)))),    # coalesced: ascending
+    ("bytes=0-1,,5-6,", ("multipart", ((0, 1), (5, 6)))),
+    ("bytes=0-1,1000-,-0,5000-6000", ("partial", ((0, 1),))),        # unsatisfiable ones dropped
+    ("bytes=1000-,2000-3000,-0", ("unsatisfiable", ())),
+    ("bytes=" + ",".join(["0-0"] * 16), ("partial", ((0, 0),))),     # 16: the cap
+    ("bytes=" + ",".join(["%d-%d" % (i, i) for i in range(0, 32, 2)]),
+     ("multipart", tuple((i, i) for i in range(0, 32, 2)))),
+    ("bytes=" + ",".join(["0-0"] * 17), FULL),                       # over the cap
+    ("bytes=" + ",".join(["%d-%d" % (i, i) for i in range(50, 0, -3)]), FULL),
+    ("bytes=0-1,5-4", FULL), ("bytes=0-1,x", FULL), ("bytes=0-1, 2 -3", FULL),
+    ("bytes=,,", FULL), ("items=0-1,2-3", FULL),
+])
+def test_parse_ranges_table(header, expected):
+    assert tuple(parse_ranges(header, SIZE, None, ETAG, MTIME)) == expected
+
+
+def test_parse_ranges_of_an_empty_file_and_if_range():
+    assert parse_ranges("bytes=-5,-3", 0, None, ETAG, MTIME).kind == "full"
+    assert parse_ranges("bytes=0-1,-0", 0, None, ETAG, MTIME).kind == "unsatisfiable"
+    assert parse_ranges("bytes=0-1,5-6", SIZE, ETAG, ETAG, MTIME).kind == "multipart"
+    assert parse_ranges("bytes=0-1,5-6", SIZE, '"old"', ETAG, MTIME) == FULL
+    assert parse_range("bytes=0-1,5-6", SIZE, None, ETAG, MTIME).kind == "full"
+    assert tuple(parse_range("bytes=0-1,1-5", SIZE, None, ETAG, MTIME)) == ("partial", 0, 5)
+
+
+RANGE_SPECS = st.one_of(
+    st.tuples(st.integers(0, 250), st.integers(0, 250)).map(lambda t: "%d-%d" % t),
+    st.integers(0, 250).map("%d-".__mod__),
+    st.integers(0, 250).map("-%d".__mod__),
+    st.sampled_from(["", " ", "x", "1--2", "-", "0x1-2"]),
+)
+
+
+def _covered(spans):
+    return {i for first, last in spans for i in range(first, last + 1)}
+
+
+def _touching(spans):
+    ordered = sorted(spans)
+    return any(b[0] <= a[1] + 1 for a, b in zip(ordered, ordered[1:]))
+
+
+@given(specs=st.lists(RANGE_SPECS, max_size=20), size=st.integers(0, 200))
+def test_parse_ranges_matches_a_model(specs, size):
+    header = "bytes=" + ",".join(specs)
+    result = parse_ranges(header, size, None, ETAG, MTIME)
+    full = ("full", ((0, size - 1),))
+    listed = [spec.strip(" \t") for spec in specs if spec.strip(" \t")]
+    wanted = []
+    for spec in listed:
+        m = re.fullmatch(r"([0-9]+)-([0-9]*)", spec)
+        if m:
+            first, last = int(m.group(1)), int(m.group(2)) if m.group(2) else None
+            if last is not None and last < first:
+                return assert_full(result, full, spec)
+            if first < size:
+                wanted.append((first, size - 1 if last is None else min(last, size - 1)))
+            continue
+        m = re.fullmatch(r"-([0-9]+)", spec)
+        if not m:
+            return assert_full(result, full, spec)
+        if int(m.group(1)) and size:
+            wanted.append((max(0, size - int(m.group(1))), size - 1))
+    if not listed or len(listed) > files.MAX_RANGES:
+        return assert_full(result, full, header)
+    if not wanted:
+        suffix_of_empty = size == 0 and any(re.fullmatch(r"-0*[1-9][0-9]*", s) for s in listed)
+        assert tuple(result) == (full if suffix_of_empty else ("unsatisfiable", ()))
+        return
+    assert result.kind == ("partial" if len(result.spans) == 1 else "multipart")
+    assert _covered(result.spans) == _covered(wanted)              # every byte asked, no other
+    assert not _touching(result.spans)
+    assert len(result.spans) <= files.MAX_RANGES
+    if not _touching(wanted):
+        assert list(result.spans) == wanted                         # in the request's order
+
+
+def assert_full(result, full, why):
+    assert tuple(result) == full, why
+
+
+@given(st.lists(st.tuples(st.integers(0, 100), st.integers(0, 30)).map(
+    lambda t: (t[0], t[0] + t[1])), max_size=12))
+def test_coalesce_ranges(spans):
+    merged = coalesce_ranges(spans)
+    assert _covered(merged) == _covered(spans)
+    assert merged == sorted(merged) and not _touching(merged)
+
+
+@given(data=st.binary(min_size=1, max_size=3000), picks=st.lists(
+    st.tuples(st.floats(0, 1), st.floats(0, 1)), min_size=1, max_size=16),
+    content_type=st.sampled_from(["application/octet-stream", "text/plain; charset=utf-8"]))
+def test_byteranges_framing_reassembles_with_the_email_parser(data, picks, content_type):
+    spans = [(int(a * (len(data) - 1)), int(a * (len(data) - 1)) +
+              int(b * (len(data) - 1 - int(a * (len(data) - 1))))) for a, b in picks]
+    boundary = "b0undary" * 4
+    if any(boundary.encode() in data[first:last + 1] for first, last in spans):
+        return
+    heads, tail, length = byteranges_framing(spans, len(data), content_type, boundary)
+    body = b"".join([p for head, (first, last) in zip(heads, spans)
+                     for p in (head, data[first:last + 1])] + [tail])
+    assert len(body) == length
+    msg = email.message_from_bytes(b"Content-Type: multipart/byteranges; boundary=%s\r\n\r\n"
+                                   % boundary.encode() + body)
+    assert not msg.defects
+    got = [(p["Content-Type"], p["Content-Range"], p.get_payload(decode=True))
+           for p in msg.get_payload()]
+    assert got == [(content_type, "bytes %d-%d/%d" % (first, last, len(data)),
+                    data[first:last + 1]) for first, last in spans]
+
+
+def test_byteranges_framing_refuses_a_content_type_that_would_split_the_head():
+    with pytest.raises(ValueError):
+        byteranges_framing([(0, 1)], 10, "text/plain\r\nX-Evil: 1", "b" * 32)
+
+
+@pytest.mark.parametrize("shape", [",", " ", "\t,", "0", "-", "0-0,", "9", "-9,", "1-"])
+def test_parse_ranges_costs_linear_work(shape):
+    """A hostile Range header (one shape repeated) costs work linear in its size: 64 KiB of it
+    costs at most 40 times as much as 4 KiB (16 if exactly linear, 256 if quadratic).  Costs
+    are CPU time of this process, the best of runs interleaved between the two sizes, so that
+    other processes on the machine do not count."""
+    headers = {size: "bytes=" + shape * (size // len(shape)) for size in (4 << 10, 64 << 10)}
+    best = dict.fromkeys(headers, float("inf"))
+    for _ in range(9):
+        for size, header in headers.items():
+            t0 = time.process_time()
+            for _ in range(10):
+                parse_ranges(header, 10 ** 9, None, ETAG, MTIME)
+            best[size] = min(best[size], time.process_time() - t0)
+    assert best[64 << 10] / best[4 << 10] <= 40
 
 
 def test_content_range():

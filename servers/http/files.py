@@ -2,9 +2,10 @@
 
 The channel parses a request, then asks this module what to do: :class:`Root` (or
 ``resolve``) maps a request path to a file, a directory or a redirect beneath the served
-directory, race-free; ``evaluate_conditional`` and ``parse_range`` turn validators and
-``Range`` into a status; ``listing_html`` and ``error_page`` build bodies;
-``common_log_line`` formats the access log.  The filesystem is only read: lookups relative to directory descriptors
+directory, race-free; ``evaluate_conditional`` and ``parse_ranges`` turn validators and
+``Range`` into a status; ``byteranges_framing`` frames a multipart/byteranges body;
+``listing_html`` and ``error_page`` build bodies; ``common_log_line`` formats the access
+log.  The filesystem is only read: lookups relative to directory descriptors
 (``os.open``, ``os.stat``, ``os.readlink`` with ``dir_fd``), ``os.scandir``.
 """
 import calendar
@@ -22,9 +23,10 @@ from typing import NamedTuple, Optional
 from urllib.parse import quote, unquote
 
 __all__ = [
-    "CONTENT_TYPES", "REASONS", "INDEX_FILES", "RESOURCE_SHORTAGE", "Resolved", "Root",
-    "RangeResult", "content_type", "request_names", "resolve", "listing_html", "etag_for",
-    "http_date", "parse_http_date", "evaluate_conditional", "parse_range", "content_range",
+    "CONTENT_TYPES", "REASONS", "INDEX_FILES", "RESOURCE_SHORTAGE", "MAX_RANGES", "Resolved",
+    "Root", "RangeResult", "ByteRanges", "content_type", "request_names", "resolve",
+    "listing_html", "etag_for", "http_date", "parse_http_date", "evaluate_conditional",
+    "parse_range", "parse_ranges", "coalesce_ranges", "content_range", "byteranges_framing",
     "error_page", "log_escape", "common_log_line",
 ]
 
@@ -752,8 +754,12 @@ def evaluate_conditional(headers_get, stat, etag: str,
 # --------------------------------------------------------------------------
 # Range requests (RFC 9110 section 14)
 
+#: Most range-specs one Range header may hold; one with more is ignored (200, the whole file).
+MAX_RANGES = 16
+
+
 class RangeResult(NamedTuple):
-    """What to send for a ``Range`` request.
+    """What to send for a ``Range`` request, when at most one range is honoured.
 
     ``"full"``: 200 with the whole file (``start`` 0, ``end`` size-1);
     ``"partial"``: 206 with bytes ``start``..``end`` inclusive, 0 <= start <= end < size;
@@ -769,12 +775,27 @@ class RangeResult(NamedTuple):
         return 0 if self.start is None else self.end - self.start + 1
 
 
+class ByteRanges(NamedTuple):
+    """What to send for a ``Range`` request.
+
+    ``kind`` is ``"full"`` (200 with the whole file), ``"partial"`` (206 with the one span),
+    ``"multipart"`` (206 ``multipart/byteranges``, a part per span, two or more) or
+    ``"unsatisfiable"`` (416).  ``spans`` are ``(first, last)`` byte positions, inclusive,
+    in the order to send them: ``((0, size - 1),)`` for ``"full"``, none for
+    ``"unsatisfiable"``; they never overlap or touch.
+    """
+    kind: str
+    spans: tuple
+
+
 _INT_RANGE = re.compile(r"([0-9]+)-([0-9]*)", re.ASCII)
 _SUFFIX_RANGE = re.compile(r"-([0-9]+)", re.ASCII)
 # Positions longer than this are clamped: beyond any file, and int() of a huge digit
 # string is slow (and refused past sys.get_int_max_str_digits()).
 _MAX_POSITION_DIGITS = 30
 _HUGE_POSITION = 10 ** _MAX_POSITION_DIGITS
+_INVALID = "invalid"            # a range-spec that makes the whole header ignored
+_NOTHING = "nothing"            # a satisfiable suffix-range of an empty file: no byte to send
 
 
 def _position(digits: str) -> int:
@@ -796,20 +817,63 @@ def _if_range_holds(if_range: str, etag: str, mtime: float) -> bool:
     return date is not None and date == math.floor(mtime)
 
 
-def parse_range(header: Optional[str], size: int, if_range: Optional[str],
-                etag: str, mtime: float) -> RangeResult:
+def _range_spec(spec: str, size: int):
+    """One range-spec against a file of *size* bytes: its ``(first, last)`` span clamped to
+    the file, None if it is unsatisfiable, or ``_INVALID`` / ``_NOTHING``."""
+    m = _INT_RANGE.fullmatch(spec)
+    if m:
+        first = _position(m.group(1))
+        last = _position(m.group(2)) if m.group(2) else None
+        if last is not None and last < first:
+            return _INVALID
+        if first >= size:
+            return None
+        return first, size - 1 if last is None else min(last, size - 1)
+    m = _SUFFIX_RANGE.fullmatch(spec)
+    if m:
+        length = _position(m.group(1))
+        if length == 0:
+            return None
+        if size == 0:
+            return _NOTHING
+        return max(0, size - length), size - 1
+    return _INVALID
+
+
+def coalesce_ranges(spans) -> list:
+    """The union of the ``(first, last)`` spans (inclusive) as disjoint spans that do not
+    touch, in ascending order: overlapping or adjacent ones are merged."""
+    merged = []
+    for first, last in sorted(spans):
+        if merged and first <= merged[-1][1] + 1:
+            if last > merged[-1][1]:
+                merged[-1] = (merged[-1][0], last)
+        else:
+            merged.append((first, last))
+    return merged
+
+
+def parse_ranges(header: Optional[str], size: int, if_range: Optional[str], etag: str,
+                 mtime: float, max_ranges: int = MAX_RANGES) -> ByteRanges:
     """Decide how to answer a GET with ``Range: header`` for a file of *size* bytes.
 
-    Only one byte range is honoured: ``bytes=a-b`` (end clamped to size-1),
-    ``bytes=a-`` and ``bytes=-n`` (the last n bytes; the whole file if n >= size).
-    Multiple ranges, other units and malformed values give ``"full"`` (RFC 9110 lets
-    a server ignore Range; we never send multipart/byteranges), as does an *if_range*
-    that fails: an entity tag must equal *etag* strongly, a date must equal the
-    Last-Modified second of *mtime*.  A first position at or past the end, a
-    non-suffix range of an empty file, or ``bytes=-0`` is ``"unsatisfiable"``; a
-    suffix range of an empty file is ``"full"`` (there is no byte to select).
+    The range-specs are ``bytes=a-b`` (end clamped to size-1), ``bytes=a-`` and
+    ``bytes=-n`` (the last n bytes), comma-separated, empty list elements and spaces around
+    them allowed.  Ignored (``"full"``), as RFC 9110 section 14.2 lets a server: other units,
+    a malformed or invalid spec anywhere (e.g. ``5-4``), more than *max_ranges* specs, and an
+    *if_range* that fails (an entity tag must equal *etag* strongly, a date must equal the
+    Last-Modified second of *mtime*).  The cap is what bounds abusive sets: the parts sent
+    never overlap (overlapping or adjacent spans are coalesced, so they add up to at most
+    the file) and there are at most *max_ranges* of them, so no Range header costs more
+    than the whole file plus *max_ranges* part heads; past the cap the answer is the plain
+    200 a client could have asked for (as nginx's ``max_ranges`` and Apache's
+    ``MaxRanges`` do).  Unsatisfiable specs (first position at or past the end,
+    ``bytes=-0``) are dropped; if none is left, ``"unsatisfiable"``, except that a suffix
+    range of an empty file is ``"full"`` (there is no byte to select).  One span left (or
+    a set coalescing to one) is ``"partial"``; more are ``"multipart"``, in the order of the
+    header unless some were coalesced (then ascending, as section 15.3.7.2 allows).
     """
-    full = RangeResult("full", 0, size - 1)
+    full = ByteRanges("full", ((0, size - 1),))
     if header is None:
         return full
     if if_range is not None and not _if_range_holds(if_range, etag, mtime):
@@ -817,29 +881,41 @@ def parse_range(header: Optional[str], size: int, if_range: Optional[str],
     unit, equals, range_set = header.partition("=")
     if not equals or unit.strip(" \t").lower() != "bytes":
         return full
-    specs = [spec for spec in (part.strip(" \t") for part in range_set.split(",")) if spec]
-    if len(specs) != 1:
-        return full
-    spec = specs[0]
-    m = _INT_RANGE.fullmatch(spec)
-    if m:
-        first = _position(m.group(1))
-        last = _position(m.group(2)) if m.group(2) else None
-        if last is not None and last < first:
+    spans = []
+    count = 0
+    nothing = False
+    for part in range_set.split(","):
+        spec = part.strip(" \t")
+        if not spec:
+            continue
+        count += 1
+        if count > max_ranges:
             return full
-        if first >= size:
-            return RangeResult("unsatisfiable", None, None)
-        end = size - 1 if last is None else min(last, size - 1)
-        return RangeResult("partial", first, end)
-    m = _SUFFIX_RANGE.fullmatch(spec)
-    if m:
-        length = _position(m.group(1))
-        if length == 0:
-            return RangeResult("unsatisfiable", None, None)
-        if size == 0:
+        span = _range_spec(spec, size)
+        if span is _INVALID:
             return full
-        return RangeResult("partial", max(0, size - length), size - 1)
-    return full
+        if span is _NOTHING:
+            nothing = True
+        elif span is not None:
+            spans.append(span)
+    if not spans:
+        return full if count == 0 or nothing else ByteRanges("unsatisfiable", ())
+    merged = coalesce_ranges(spans)
+    if len(merged) < len(spans):
+        spans = merged
+    return ByteRanges("partial" if len(spans) == 1 else "multipart", tuple(spans))
+
+
+def parse_range(header: Optional[str], size: int, if_range: Optional[str],
+                etag: str, mtime: float) -> RangeResult:
+    """:func:`parse_ranges` for a server that sends at most one range: a set of several
+    that does not coalesce to one gives ``"full"``."""
+    result = parse_ranges(header, size, if_range, etag, mtime)
+    if result.kind == "partial":
+        return RangeResult("partial", *result.spans[0])
+    if result.kind == "unsatisfiable":
+        return RangeResult("unsatisfiable", None, None)
+    return RangeResult("full", 0, size - 1)
 
 
 def content_range(start: Optional[int], end: Optional[int], size: int) -> str:
@@ -848,6 +924,32 @@ def content_range(start: Optional[int], end: Optional[int], size: int) -> str:
     if start is None:
         return f"bytes */{size}"
     return f"bytes {start}-{end}/{size}"
+
+
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e]*")
+
+
+def byteranges_framing(spans, size: int, content_type: str, boundary: str) -> tuple:
+    """The framing of a ``multipart/byteranges`` body (RFC 9110 section 14.6) carrying the
+    *spans* of a file of *size* bytes: ``(heads, tail, length)``.  The body is ``heads[0]``,
+    the bytes of ``spans[0]``, ``heads[1]``, ... and then ``tail``; *length* is its exact
+    size.  Each part head gives *content_type* and the part's ``Content-Range``.  The
+    caller picks a *boundary* (1 to 70 characters of RFC 2046's ``bcharsnospace``) that
+    does not occur in the parts.  ValueError if *content_type* holds a control character
+    (it would split the part head).
+    """
+    if not _FIELD_VALUE.fullmatch(content_type):
+        raise ValueError("invalid Content-Type for a part: %r" % (content_type,))
+    heads = []
+    length = 0
+    for first, last in spans:
+        delimiter = "\r\n--" if heads else "--"     # the CRLF ends the previous part
+        head = (f"{delimiter}{boundary}\r\nContent-Type: {content_type}\r\n"
+                f"Content-Range: bytes {first}-{last}/{size}\r\n\r\n").encode("ascii")
+        heads.append(head)
+        length += len(head) + last - first + 1
+    tail = f"\r\n--{boundary}--\r\n".encode("ascii")
+    return heads, tail, length + len(tail)
 
 
 # --------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Static files over the handler API, on the logic of :mod:`servers.http.files`.
 
-:class:`StaticFiles` serves a directory: GET and HEAD of files (validators, conditionals, one
-byte range), index files, directory listings, and the 301 that adds a directory's slash.
-:func:`send_file` answers any request with a file the handler chose.
+:class:`StaticFiles` serves a directory: GET and HEAD of files (validators, conditionals, byte
+ranges, several as ``multipart/byteranges``), index files, directory listings, and the 301 that
+adds a directory's slash.  :func:`send_file` answers any request with a file the handler chose.
 
 Speed comes from :class:`FileCache`: per key (a request path, or a file path) it keeps the
 prebuilt header fields and, for files up to ``small`` bytes, the body; each request revalidates
@@ -13,18 +13,28 @@ Larger files are never read whole: the cache keeps a descriptor open on them and
 sends them from it with ``os.sendfile``.
 """
 import collections
+import logging
 import os
+import secrets
 import stat as stat_module
+import weakref
 
 from . import files
 from .app import Handler
 
 __all__ = ["StaticFiles", "FileCache", "send_file"]
 
+log = logging.getLogger("servers.http")
+
 _HTML_FIELDS = (("Content-Type", "text/html; charset=utf-8"),)
 # O_NONBLOCK: opening a FIFO must not block the loop (it has no effect on regular files).
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 _LIST_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+# Multipart/byteranges bodies: up to _PREREAD bytes of a large file are read whole and sent
+# in one go; more are streamed in reads of _BLOCK, at most _BURST bytes per turn of the loop.
+_PREREAD = 64 << 10
+_BLOCK = 64 << 10
+_BURST = 256 << 10
 # Header names (lowercased) that send a request off the cached fast path.
 _CONDITIONAL = frozenset({"if-modified-since", "if-none-match", "if-match", "if-unmodified-since",
                           "range", "if-range"})
@@ -245,19 +255,23 @@ def _serve_conditional(request, entry, fd):
     if status is None and request.method == "GET":
         rng = get("Range")
         if rng is not None:
-            r = files.parse_range(rng, entry.size, get("If-Range"), entry.etag,
-                                  entry.stat.st_mtime)
+            r = files.parse_ranges(rng, entry.size, get("If-Range"), entry.etag,
+                                   entry.stat.st_mtime)
             if r.kind == "partial":
+                ((start, end),) = r.spans
+                length = end - start + 1
                 fields = (("Content-Type", entry.content_type),
-                          ("Content-Length", str(r.length)),
-                          ("Content-Range", files.content_range(r.start, r.end, entry.size)),
+                          ("Content-Length", str(length)),
+                          ("Content-Range", files.content_range(start, end, entry.size)),
                           ("Last-Modified", entry.last_modified), ("ETag", entry.etag),
                           ("Accept-Ranges", "bytes"))
                 if entry.body is not None:
-                    request.respond(206, fields, entry.body[r.start:r.end + 1])
+                    request.respond(206, fields, entry.body[start:end + 1])
                 else:
-                    request._channel.send_file_span(request, 206, fields, fd, r.start, r.length)
+                    request._channel.send_file_span(request, 206, fields, fd, start, length)
                 return
+            if r.kind == "multipart":
+                return _send_byteranges(request, entry, fd, r.spans)
             if r.kind == "unsatisfiable":
                 status = 416
     if status is None:
@@ -272,6 +286,114 @@ def _serve_conditional(request, entry, fd):
             ("Content-Range", files.content_range(None, None, entry.size)),) + entry.validators)
     else:
         request.send_error(status)
+
+
+# --------------------------------------------------------------------- multipart/byteranges
+
+def _send_byteranges(request, entry, fd, spans):
+    """206 ``multipart/byteranges``, a part per span: sliced from a cached body or read whole
+    when the parts are small (the boundary is then one that occurs in none of them), else
+    streamed from ``fd`` in bounded memory (:class:`_PartsStream`)."""
+    if entry.body is not None or sum(last - first + 1 for first, last in spans) <= _PREREAD:
+        if entry.body is not None:
+            parts = [entry.body[first:last + 1] for first, last in spans]
+        else:
+            parts = [os.pread(fd, last - first + 1, first) for first, last in spans]
+            if any(len(part) != last - first + 1 for part, (first, last) in zip(parts, spans)):
+                return _unavailable(request, "The file changed while it was read")
+        boundary = _boundary(parts)
+        heads, tail, length = files.byteranges_framing(spans, entry.size, entry.content_type,
+                                                        boundary)
+        body = b"".join([piece for pair in zip(heads, parts) for piece in pair] + [tail])
+        request.respond(206, _multipart_fields(entry, boundary, length), body)
+        return
+    boundary = _boundary()
+    heads, tail, length = files.byteranges_framing(spans, entry.size, entry.content_type,
+                                                    boundary)
+    try:
+        stream = _PartsStream(request, fd, spans, heads, tail, boundary)
+    except OSError as exc:              # no descriptor left for its duplicate
+        return _refuse(request, exc)
+    request.start_response(206, _multipart_fields(entry, boundary, length))
+    stream.pump()
+
+
+def _boundary(parts=()):
+    """A multipart boundary occurring in none of ``parts``: 32 random hex digits, drawn after
+    the file was written, so no file can be made to hold the boundary of its response."""
+    boundary = secrets.token_hex(16)
+    while any(boundary.encode("ascii") in part for part in parts):
+        boundary = secrets.token_hex(16)    # each draw collides with odds below len / 2**128
+    return boundary
+
+
+def _multipart_fields(entry, boundary, length):
+    return (("Content-Type", "multipart/byteranges; boundary=" + boundary),
+            ("Content-Length", str(length)), ("Last-Modified", entry.last_modified),
+            ("ETag", entry.etag), ("Accept-Ranges", "bytes"))
+
+
+class _PartsStream:
+    """Writes the parts of a multipart/byteranges body after its head has been sent: reads the
+    file with ``os.pread`` from its own duplicate of the descriptor, at most ``_BURST`` bytes
+    per turn of the loop, and goes on only when the connection's output has drained, so
+    memory stays bounded by a burst however large the parts.  A part found to hold the
+    boundary, a file that shrank and a read error end the connection (the response cannot
+    be completed honestly).  The duplicate is closed at the end, or when the stream is
+    dropped: the channel drops its ``when_drained`` callbacks as it closes."""
+
+    def __init__(self, request, fd, spans, heads, tail, boundary):
+        self.request = request
+        self.fd = os.dup(fd)
+        self._close = weakref.finalize(self, os.close, self.fd)
+        self.items = collections.deque()        # head bytes, and [offset, count] to read
+        for head, (first, last) in zip(heads, spans):
+            self.items.append(head)
+            self.items.append([first, last - first + 1])
+        self.items.append(tail)
+        self.mark = boundary.encode("ascii")
+        self.carry = b""                        # the last len(mark) - 1 bytes of the part
+
+    def pump(self):
+        request = self.request
+        items = self.items
+        budget = _BURST
+        try:
+            while items and budget > 0 and not request.closed:
+                item = items[0]
+                if type(item) is bytes:
+                    data = items.popleft()
+                    self.carry = b""
+                else:
+                    data = os.pread(self.fd, min(item[1], _BLOCK), item[0])
+                    if not data:
+                        return self._abort("%s shrank while being sent" % request.path)
+                    mark = self.mark
+                    if mark in data or mark in self.carry + data[:len(mark) - 1]:
+                        return self._abort("a part of %s holds its boundary" % request.path)
+                    end = data if len(data) >= len(mark) else self.carry + data
+                    self.carry = end[1 - len(mark):]
+                    item[0] += len(data)
+                    item[1] -= len(data)
+                    if not item[1]:
+                        items.popleft()
+                request.write(data)
+                budget -= len(data)
+        except OSError as exc:
+            return self._abort("cannot read %s: %s" % (request.path, exc.strerror or exc))
+        if request.closed:
+            self._close()
+        elif items:
+            request.when_drained(self.pump)
+        else:
+            self._close()
+            request.finish()
+
+    def _abort(self, why):
+        log.error("%s; closing the connection to %s", files.log_escape(why),
+                  self.request.client_address[0])
+        self._close()
+        self.request._channel.close()
 
 
 # ------------------------------------------------------------------------------ serving
