@@ -360,6 +360,41 @@ def test_root_lookup_opens_what_it_found(tree):
         root.close()
 
 
+def test_a_root_switched_to_another_directory_is_served_within_a_second(tmp_path, monkeypatch):
+    """A symlink switched to a new release (or a replaced DIR) is seen at the first lookup a
+    second later, cached files included; a missing root is not found."""
+    now = [1000.0]
+    monkeypatch.setattr(files, "_monotonic", lambda: now[0])
+    for release in ("one", "two"):
+        (tmp_path / release).mkdir()
+        (tmp_path / release / "index.html").write_text(release)
+    os.symlink(tmp_path / "one", tmp_path / "www")
+    root = files.Root(str(tmp_path / "www"))
+    try:
+        def served(names):
+            fd = root.open(names)
+            try:
+                return os.read(fd, 10)
+            finally:
+                os.close(fd)
+
+        assert served(("index.html",)) == b"one"
+        st = root.stat(("index.html",))
+        os.symlink(tmp_path / "two", tmp_path / "www.new")
+        os.replace(tmp_path / "www.new", tmp_path / "www")
+        now[0] += 1.01
+        assert root.stat(("index.html",)) != st
+        assert served(("index.html",)) == b"two"
+        assert root.lookup("/", open_it=False).fs_path == str(tmp_path / "www" / "index.html")
+        os.unlink(tmp_path / "www")
+        now[0] += 1.01
+        with pytest.raises(FileNotFoundError):
+            root.stat(("index.html",))
+        assert root.lookup("/index.html").kind == "notfound"
+    finally:
+        root.close()
+
+
 def test_a_root_of_slash_follows_absolute_links_anywhere(tree):
     link = os.path.join(tree.root, "sub", "file.txt")
     result = resolve("/", quote(link))

@@ -127,6 +127,12 @@ _DIR_FLAGS = (getattr(os, "O_PATH", 0) or os.O_RDONLY) | getattr(os, "O_DIRECTOR
 _FILE_FLAGS = (os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
                | _CLOEXEC)
 _MAX_SYMLINKS = 40          # per lookup, as Linux's MAXSYMLINKS: more is taken for a loop
+_ROOT_RECHECK = 1.0         # seconds between checks that the root's path names the root held
+# How many descriptors on the root are kept open, the last ones replaced with the current: a
+# lookup on another thread may still be using one, and a closed descriptor's number could be
+# given to another directory meanwhile.
+_KEPT_ROOTS = 8
+_monotonic = time.monotonic
 _S_IFMT, _S_IFLNK = stat_module.S_IFMT(0o177777), stat_module.S_IFLNK
 
 
@@ -196,6 +202,11 @@ def _components(path: str) -> list:
     return [part for part in path.split("/") if part]
 
 
+def _close_all(fds: list) -> None:
+    while fds:
+        os.close(fds.pop())
+
+
 def _release(stack: list) -> None:
     """Close the directory descriptors of a walk, all but the root's (``stack[0]``)."""
     while len(stack) > 1:
@@ -214,55 +225,74 @@ class Root:
     Whatever else leads out of the root is not found.  There is no check apart from the
     open, so no symlink swapped in between can win: what is opened is what was checked, and
     a path is served only while it leads, beneath the root, to a regular file or directory.
-    With *follow_symlinks* the kernel follows every symlink (lookups by path, as today's
-    ``os.open``), and only the request path itself is confined (see :func:`resolve`).
+    With *follow_symlinks* the kernel follows every symlink (lookups by path), and only the
+    request path itself is confined (see :func:`resolve`).
 
-    The root's descriptor is opened here (again at the next lookup if that failed) and kept
-    until :meth:`close`: renaming or replacing the directory later does not move the server.
+    The root's descriptor is opened here (again at the next lookup if that failed), and
+    :meth:`fileno` opens it anew when the root's path has come to name another directory (a
+    replaced DIR, or a symlink switched to a new release), which it checks at most once a
+    second.
     """
 
     def __init__(self, path: str, follow_symlinks: bool = False):
         self.path = os.path.abspath(path)
         self.follow_symlinks = follow_symlinks
         self._nofollow = 0 if follow_symlinks else _NOFOLLOW
-        self._fd = None
-        self._walk_fd = None        # the root's descriptor, if lookups walk from it
-        self._closer = None
+        self._walk_fd = None        # the root's descriptor, while open and lookups walk from it
+        self._fresh_until = 0.0     # when to check again that the root's path names it
+        self._identity = None       # its (st_dev, st_ino)
         self._lock = threading.Lock()
         self._prefixes = ()         # the root's path and real path, as components
         self._above = []            # the real path of the root's parent, as components
-        try:
-            self.fileno()
-        except OSError:
-            pass
+        self._fds = []              # descriptors opened on the root, the current one last
+        self._closer = weakref.finalize(self, _close_all, self._fds)
+        if not follow_symlinks:
+            try:
+                self.fileno()
+            except OSError:
+                pass
 
     def __repr__(self):
         return "<Root %r%s>" % (self.path, " follow_symlinks" if self.follow_symlinks else "")
 
     def fileno(self) -> int:
-        """The root's descriptor, opened now if it is not open yet (OSError if it cannot be)."""
-        fd = self._fd
-        if fd is None:
-            with self._lock:
-                if self._fd is None:
-                    fd = os.open(self.path, _DIR_FLAGS)        # the root may be a symlink
-                    real = _components(os.path.realpath(self.path))
-                    self._prefixes = (_components(self.path), real)
-                    self._above = real[:-1]
-                    self._closer = weakref.finalize(self, os.close, fd)
-                    self._fd = fd
-                    if not self.follow_symlinks:
-                        self._walk_fd = fd
-                fd = self._fd
+        """The root's descriptor (opened now, or anew, as the class says); OSError if the root
+        cannot be opened."""
+        fd = self._walk_fd
+        if fd is None or _monotonic() >= self._fresh_until:
+            fd = self._refresh()
         return fd
 
-    def close(self) -> None:
-        """Close the root's descriptor (a later lookup opens it again)."""
+    def _refresh(self) -> int:
         with self._lock:
-            closer, self._closer = self._closer, None
-            self._fd = self._walk_fd = None
-        if closer is not None:
-            closer()
+            now = _monotonic()
+            if self._fds and now < self._fresh_until:
+                return self._fds[-1]
+            st = os.stat(self.path)
+            if (st.st_dev, st.st_ino) != self._identity:
+                fd = os.open(self.path, _DIR_FLAGS)        # the root itself may be a symlink
+                fds = self._fds
+                fds.append(fd)
+                if len(fds) > _KEPT_ROOTS:
+                    os.close(fds.pop(0))
+                opened = os.fstat(fd)
+                self._identity = (opened.st_dev, opened.st_ino)
+                real = _components(os.path.realpath(self.path))
+                self._prefixes = (_components(self.path), real)
+                self._above = real[:-1]
+                if not self.follow_symlinks:
+                    self._walk_fd = fd
+            self._fresh_until = now + _ROOT_RECHECK
+            return self._fds[-1]
+
+    def close(self) -> None:
+        """Close the root's descriptors (a later lookup opens the root again)."""
+        with self._lock:
+            self._walk_fd = self._identity = None
+            self._fresh_until = 0.0
+            self._closer()
+            self._fds = []
+            self._closer = weakref.finalize(self, _close_all, self._fds)
 
     def _locate(self, names) -> tuple:
         """Walk *names* down from the root: ``(stack, name, st)`` where the last component is
@@ -336,9 +366,10 @@ class Root:
         """The ``os.stat`` of what *names* lead to beneath the root (following symlinks that
         stay inside); OSError if nothing is there or the path leads out."""
         fd = self._walk_fd
-        if fd is not None and len(names) == 1:
+        if fd is not None and len(names) == 1 and _monotonic() < self._fresh_until:
             # A name directly in the root, as most requests are: one fstatat of it in the
-            # root's directory, without following it.  A symlink is left to the walk.
+            # root's directory, without following it.  A symlink is left to the walk, and so
+            # is the check, once a second, that the root is still the root.
             st = os.lstat(names[0], dir_fd=fd)
             if st.st_mode & _S_IFMT != _S_IFLNK:
                 return st
