@@ -1,24 +1,29 @@
 """servers.http security: no request reads outside the served directory (not even by racing a
 symlink swap against the server), request data never reaches a response head unescaped, and the
-access log cannot be forged (gh-100001)."""
+access log cannot be forged (gh-100001).  The race's figures are printed (``-s``) and saved to
+``$ROBUST_REPORT/security.json`` when set."""
 import html
 import logging
 import os
-import posixpath
 import re
 import subprocess
 import sys
 import time
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from servers.http import FileCache, StaticFiles
+from figures import figures_fixture
 from test_http_server import Served, exchange, get, read_response
 
 SECRET = b"TOP-SECRET-CONTENT-7f3a"
+FIGURES = {}
+
+
+report = figures_fixture("symlink races", "security.json", FIGURES)
 
 
 @pytest.fixture(scope="module")
@@ -192,6 +197,8 @@ def test_a_symlink_swapped_in_and_out_never_serves_the_outside(race_tree, link, 
         swapper.kill()
         swapper.wait()
         served.stop()
+    FIGURES["swapped %s link" % ("file" if link == "f" else "directory")] = {
+        "requests": sum(statuses.values()), "by_status": statuses, "outside_served": 0}
     assert statuses.get(200) and statuses.get(404), statuses     # the swaps did race the requests
 
 
