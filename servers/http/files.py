@@ -133,7 +133,7 @@ _ROOT_RECHECK = 1.0         # seconds between checks that the root's path names 
 # given to another directory meanwhile.
 _KEPT_ROOTS = 8
 _monotonic = time.monotonic
-_S_IFMT, _S_IFLNK = stat_module.S_IFMT(0o177777), stat_module.S_IFLNK
+_S_IFMT, _S_IFLNK, _S_IFDIR = stat_module.S_IFMT(0o177777), stat_module.S_IFLNK, stat_module.S_IFDIR
 
 
 class Resolved(NamedTuple):
@@ -376,6 +376,26 @@ class Root:
         stack, _, st = self._locate(names)
         _release(stack)
         return st
+
+    def stat_vetted(self, relpath: str) -> os.stat_result:
+        """The ``lstat`` of *relpath* beneath the root, one ``fstatat`` per component, for
+        revalidating a file that a race-free lookup found.  Each directory on the way must
+        still be a directory, not a symlink (one moved out of the root and replaced by a link
+        to it is refused, FileNotFoundError); the caller compares the result with the file's
+        identity (device, inode, size, times).  A symlink swapped in between two of these
+        calls can only lead to that very file, the one the lookup vetted, or to no match:
+        and no match sends the caller to a fresh lookup."""
+        fd = self.fileno()
+        if self.follow_symlinks:
+            return os.stat(relpath, dir_fd=fd)
+        end = relpath.find("/")
+        while end != -1:
+            st = os.stat(relpath[:end], dir_fd=fd, follow_symlinks=False)
+            if st.st_mode & _S_IFMT != _S_IFDIR:
+                raise FileNotFoundError(errno.ENOENT, "not a directory beneath the root",
+                                        relpath[:end])
+            end = relpath.find("/", end + 1)
+        return os.stat(relpath, dir_fd=fd, follow_symlinks=False)
 
     def open(self, names) -> int:
         """A descriptor open for reading on the regular file *names* lead to beneath the root

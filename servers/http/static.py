@@ -48,13 +48,14 @@ class _Entry:
     named by its ``path`` (:func:`send_file`).
     """
 
-    __slots__ = ("path", "root", "names", "ino", "dev", "size", "mtime_ns", "ctime_ns", "stat",
+    __slots__ = ("path", "root", "names", "relpath", "ino", "dev", "size", "mtime_ns", "ctime_ns", "stat",
                  "etag", "last_modified", "content_type", "fields", "validators", "body", "fd")
 
     def __init__(self, path, st, content_type, body, root=None, names=None):
         self.path = path
         self.root = root
         self.names = names
+        self.relpath = "/".join(names) if names else None
         self.ino = st.st_ino
         self.dev = st.st_dev
         self.size = st.st_size
@@ -80,7 +81,7 @@ class _Entry:
         """The stat of the entry's file now, found as it was found (OSError if it is gone)."""
         if self.root is None:
             return os.stat(self.path)
-        return self.root.stat(self.names)
+        return self.root.stat_vetted(self.relpath)
 
     def reopen(self):
         """A new descriptor on the entry's file, found as it was found."""
@@ -489,11 +490,11 @@ class StaticFiles(Handler):
         entry = cache._entries.get(path)
         if entry is not None:
             # The cached path: the entry is served while the request path still leads, beneath
-            # the root, to the same unchanged file.  tree.stat looks it up again race-free
-            # (one fstatat for a file directly in the root), so a symlink swapped in since
-            # the entry was made is seen.
+            # the root, to the very file a race-free lookup vetted when the entry was made
+            # (one fstatat, compared with its identity): a symlink swapped in since leads to
+            # another file, and then to a fresh lookup.
             try:
-                st = tree.stat(entry.names) if entry.root is tree else None
+                st = entry.restat() if entry.root is tree else None
             except (OSError, ValueError):
                 st = None
             if st is not None and entry.matches(st):
