@@ -140,6 +140,7 @@ def test_remote_name(url, name):
     ('attachment; filename="a.txt"', "a.txt"), ("attachment; filename=b.bin; size=3", "b.bin"),
     ('attachment; filename="../../etc/passwd"', "passwd"), ('inline; filename=".."', ""),
     ("attachment", ""), ('attachment; xfilename="no"', ""), ('FILENAME="C:\\\\x\\\\y.txt"', "y.txt"),
+    ('attachment; filename="red\x1b[31m.txt"', ""), ('attachment; filename="caf\u00e9"', "caf\u00e9"),
     (None, "")])
 def test_header_filename_stays_in_the_current_directory(value, name):
     assert header_filename(value) == name

@@ -267,19 +267,14 @@ def _not_replaced(internal, custom):
     return [(name, value) for name, value in internal if name.lower() not in names]
 
 
-def _request_parts(args, stdin):
-    """``(method, headers, range_at, body, query)`` common to every URL."""
-    modes = [flag for flag, used in (("-d", args.data), ("-F", args.form),
-                                     ("-T", args.upload_file)) if used]
-    if len(modes) > 1 or (args.head and modes and not (modes == ["-d"] and args.get)):
-        raise Usage("only one of -d, -F, -T and -I can say what to send")
+def _internal_headers(args):
+    """The fields curl itself sends for these options, in curl's order."""
     internal = []
     if args.user is not None:
         if ":" not in args.user:
             raise Usage("-u %r: give USER:PASSWORD (no password prompt here)" % (args.user,))
         token = base64.b64encode(args.user.encode("utf-8")).decode("ascii")
         internal.append(("Authorization", "Basic " + token))
-    range_at = len(internal)
     if args.range is not None:
         internal.append(("Range", "bytes=" + args.range))
     if args.user_agent is not None:
@@ -290,7 +285,7 @@ def _request_parts(args, stdin):
     if args.compressed:
         internal.append(("Accept-Encoding", ACCEPT_ENCODING))
     if args.referer is not None:
-        if args.referer.endswith(";auto") or args.referer == ";auto":
+        if args.referer.endswith(";auto"):
             raise Usage("-e ';auto' is not supported")
         internal.append(("Referer", args.referer))
     if args.cookie:
@@ -298,35 +293,44 @@ def _request_parts(args, stdin):
             if "=" not in cookie:
                 raise Usage("-b %r: reading cookies from a file is not supported" % (cookie,))
         internal.append(("Cookie", ";".join(args.cookie)))
-    method, body, length, query = None, None, 0, None
-    content_type = None
+    return internal
+
+
+def _body(args, stdin):
+    """``(method, body, length, content_type, query)`` of -d, -F or -T (all None without)."""
     if args.data:
         data = b"&".join(_data_item(kind, value, stdin) for kind, value in args.data)
         if args.get:
-            query = data.decode("latin-1")
-        else:
-            method, body, length = "POST", data, len(data)
-            content_type = "application/x-www-form-urlencoded"
-    elif args.form:
+            return None, None, 0, None, data.decode("latin-1")
+        return "POST", data, len(data), "application/x-www-form-urlencoded", None
+    if args.form:
         try:
-            fields = [parse_field(arg) for arg in args.form]
-            content_type, body = form_body(fields)
+            content_type, body = form_body([parse_field(arg) for arg in args.form])
         except FormError as exc:
             raise Usage(str(exc))
         except OSError as exc:
             raise Usage("cannot read %r: %s" % (exc.filename, exc.strerror or exc), 26)
-        method, length = "POST", body.length
-    elif args.upload_file is not None:
-        method = "PUT"
-        if args.upload_file == "-":
-            body = _read_source("-", stdin)
-            length = len(body)
-        else:
-            try:
-                body = FileBody([args.upload_file])
-            except OSError as exc:
-                raise Usage("cannot read %r: %s" % (args.upload_file, exc.strerror or exc), 26)
-            length = body.length
+        return "POST", body, body.length, content_type, None
+    if args.upload_file == "-":
+        body = _read_source("-", stdin)
+        return "PUT", body, len(body), None, None
+    if args.upload_file is not None:
+        try:
+            body = FileBody([args.upload_file])
+        except OSError as exc:
+            raise Usage("cannot read %r: %s" % (args.upload_file, exc.strerror or exc), 26)
+        return "PUT", body, body.length, None, None
+    return None, None, 0, None, None
+
+
+def _request_parts(args, stdin):
+    """``(method, headers, range_at, body, query)`` common to every URL."""
+    modes = [flag for flag, used in (("-d", args.data), ("-F", args.form),
+                                     ("-T", args.upload_file)) if used]
+    if len(modes) > 1 or (args.head and modes and not (modes == ["-d"] and args.get)):
+        raise Usage("only one of -d, -F, -T and -I can say what to send")
+    internal = _internal_headers(args)
+    method, body, length, content_type, query = _body(args, stdin)
     if args.head:
         method = "HEAD"
     method = args.request or method or "GET"
@@ -336,14 +340,16 @@ def _request_parts(args, stdin):
             internal.append(("Content-Type", content_type))
     custom = _custom_headers(args.header)
     kept = _not_replaced(internal, custom)
-    # Fields before the custom ones, then the custom ones (curl's order); the body's framing
-    # fields (Content-Length, Content-Type) come last unless replaced.
+    # curl's order: its own fields, the custom ones, then the body's framing fields
+    # (Content-Length, Content-Type) unless replaced; a custom Host comes first, where the
+    # client would put its own.
     body_fields = [f for f in kept if f[0] in ("Content-Length", "Content-Type")]
     head_fields = [f for f in kept if f[0] not in ("Content-Length", "Content-Type")]
-    # A custom Host takes the place of the one the client would put first.
     hosts = [f for f in custom if f[0].lower() == "host"]
     custom = [f for f in custom if f[0].lower() != "host"]
     headers = hosts + head_fields + custom + body_fields
+    # A resume's Range goes where curl puts Range: after Host and Authorization.
+    range_at = len(hosts) + sum(1 for name, _ in head_fields[:1] if name == "Authorization")
     return method, headers, range_at, body, query
 
 

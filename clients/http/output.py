@@ -114,9 +114,10 @@ def remote_name(url):
 
 
 def _safe_name(name):
-    """``name`` reduced to a plain file name in the current directory, or "" if nothing is left."""
+    """``name`` reduced to a plain file name in the current directory (no directory part, no
+    control characters), or "" if nothing is left."""
     name = os.path.basename(name.replace("\\", "/")).strip()
-    if name in ("", ".", "..") or "\x00" in name:
+    if name in ("", ".", "..") or not name.isprintable():
         return ""
     return name
 
