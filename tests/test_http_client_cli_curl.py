@@ -756,6 +756,9 @@ def test_resume_never_corrupts(raw, site, tmp_path):
     assert ours.code == 0 and ours.files == {"out": BODY}
     ours = run_ours(["-s", "-C", "20000", "-o", "out", site.url("/file.bin")], cwd=str(folder))
     assert ours.code == 33 and ours.files == {"out": BODY}
+    # Complete already (416), with -i: the heads do not go into the file either.
+    ours = run_ours(["-s", "-i", "-C", "-", "-o", "out", site.url("/file.bin")], cwd=str(folder))
+    assert ours.code == 0 and ours.files == {"out": BODY}
 
 
 def test_an_interrupted_resume_leaves_what_it_got(raw, tmp_path):

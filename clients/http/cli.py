@@ -458,10 +458,9 @@ class Run:
             self._connections += 1
         return number
 
-    def same_connection(self, plain, tls):
-        """The TLS socket wrapping ``plain`` is the same connection (for -v's numbers)."""
-        if plain is not None and tls is not None and plain in self._numbers:
-            self._numbers[tls] = self._numbers[plain]
+    def same_connection(self, sock, number):
+        """``sock`` (the TLS socket that now wraps a connection) keeps its number."""
+        self._numbers[sock] = number
 
     def proxy_lines(self, request):
         scheme = request.url.partition(":")[0].lower()
@@ -506,7 +505,7 @@ class Run:
             self.transfers.append(transfer)
         self.pending = len(self.transfers)
         for transfer in self.transfers:
-            bad = getattr(transfer.spec, "bad_url", None)
+            bad = transfer.spec.bad_url
             if bad is not None:
                 transfer.refuse(bad.code, "bad URL: %s" % bad)
             else:

@@ -80,6 +80,7 @@ class TransferSpec:
     max_time: float = None
     retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)
     referer: str = None
+    bad_url: Exception = None           # the command line refused the URL (urls.BadURL)
 
 
 class Transfer:
@@ -121,6 +122,7 @@ class Transfer:
         self.num_connects = 0
         self.downloaded = 0
         self.http_connect = 0
+        self.number = None              # -v's number of the connection
         self.remote = self.local = None
         self.sink = None
         self.written = False            # something went into the file (a head, a body)
@@ -233,7 +235,7 @@ class Transfer:
         self._note("connect")
         self.num_connects += 1
         self.remote, self.local = sockaddr, local
-        number = self.run.connection_number(request.socket)
+        number = self.number = self.run.connection_number(request.socket)
         host = request.via.host if request.via is not None else urlsplit(request.url).hostname
         self._verbose(trace.connected_line(host, sockaddr, number))
 
@@ -268,7 +270,7 @@ class Transfer:
     def tls_established(self, request, sock):
         self._see(request)
         self._note("appconnect")
-        self.run.same_connection(request.socket, sock)
+        self.run.same_connection(sock, self.number)
         self._verbose(*trace.tls_lines(sock, urlsplit(request.url).hostname))
 
     def request_sent(self, request, head):
@@ -369,8 +371,8 @@ class Transfer:
             if name:
                 path = os.path.join(spec.output_dir, name) if spec.output_dir else name
         self.filename = path
-        if self.discard and not self.heads:
-            return
+        if self.discard and (not self.heads or spec.resume is not None):
+            return                      # nothing to write (a resumed file is left alone)
         if spec.resume is not None:
             self.sink = ResumeOutput(path, self.offset, spec.create_dirs)
         else:
