@@ -10,7 +10,9 @@
 import os
 import secrets
 
-from .redirects import REDIRECT_STATUSES, PlannedRequest, RedirectError, RedirectPolicy
+from . import failures
+from .redirects import (NOT_HTTP, REDIRECT_STATUSES, PlannedRequest, RedirectError,
+                        RedirectPolicy, UnsupportedRedirect)
 
 __all__ = ["Redirect", "Collector", "SaveToFile", "MAX_REDIRECT_BODY"]
 
@@ -54,6 +56,7 @@ class Redirect:
             except (RedirectError, ValueError) as exc:
                 request.status = None
                 request.error = "%s (after %d redirects)" % (exc, len(self.history))
+                request.failure = _redirect_failure(exc)
                 self._deliver(request)
                 request.close()
                 return
@@ -86,6 +89,15 @@ class Redirect:
             hop.new_request(planned.url, self, planned.method, planned.headers, planned.body)
             return
         self.consumer.close()
+
+
+def _redirect_failure(exc):
+    """The :mod:`~clients.http.failures` name for a redirect that is not followed."""
+    if not isinstance(exc, UnsupportedRedirect):
+        return failures.TOO_MANY_REDIRECTS
+    if exc.reason == NOT_HTTP:
+        return failures.REDIRECT_SCHEME
+    return failures.BAD_REDIRECT
 
 
 class Collector:
@@ -135,6 +147,7 @@ class SaveToFile:
             return
         if not self.overwrite and os.path.exists(self.path):
             self.error = request.error = "refusing to overwrite existing file %r" % (self.path,)
+            request.failure = failures.WRITE
             request.close()
             return
         self._open_temp()
