@@ -10,7 +10,11 @@ start over with the next (possibly already received, pipelined) request.
 Back-pressure, the invariant that keeps memory bounded: while output is queued (the client
 is not reading fast enough) or the application has not finished its response, the channel
 neither reads from the socket nor parses further requests.  Large files are queued as
-:class:`eventloop.FileProducer` and sent with ``os.sendfile``.
+:class:`eventloop.FileProducer` and sent with ``os.sendfile``.  While the application works,
+the channel looks every ``io_timeout`` whether the client has gone, and closes if so.
+
+A closed channel is freed by reference counting alone: it breaks its cycles (its timer, its
+request) when it closes, and keeps no exception (their tracebacks hold frames).
 
 A connection that broke the protocol gets its 4xx with ``Connection: close``.  A close after a
 response is "lingering": the channel shuts down its sending side and discards input until the
@@ -117,6 +121,11 @@ def bind_socket(address, reuse_port=False):
     return sock
 
 
+def _ignore():
+    """The callback of a closed channel's cancelled timer, which waits in the reactor's heap
+    until its deadline: it must not keep the channel alive till then."""
+
+
 class HTTPServer(Dispatcher):
     """Listens on ``address`` (or on ``sock``, bound already) and serves ``app`` on each connection.
 
@@ -144,6 +153,7 @@ class HTTPServer(Dispatcher):
             app = StaticFiles(".")
         self.app = app
         self.max_body = max_body
+        self._reactor = reactor
         self.head_timeout = head_timeout
         self.keepalive_timeout = keepalive_timeout
         self.io_timeout = io_timeout
@@ -385,7 +395,10 @@ class HTTPChannel(DispatcherWithSend):
             req = self._req
             if req is not None and self._dispatched:
                 if req._state != _DONE:
-                    self.pause_reading()        # the application is still answering
+                    # The application is still answering: wait, and meanwhile look every
+                    # io_timeout whether the client is still there (_on_timer).
+                    self.pause_reading()
+                    self._arm(self._last_io + self.server.io_timeout)
                     return
                 if conn.our_state == DONE and conn.their_state == DONE:
                     self._next_cycle()
@@ -855,20 +868,23 @@ class HTTPChannel(DispatcherWithSend):
         self._drain_callbacks = None
         self.server.channels.discard(self)
         DispatcherWithSend.close(self)
-        # Break the channel's reference cycles (timer callback, request) so that refcounting
-        # frees a closed connection at once instead of leaving ~26 objects to the cyclic GC.
-        self._timer = None
+        # Break the channel's reference cycles (its timer's callback, its request), so that
+        # refcounting frees a closed connection at once, without the cyclic collector.
+        timer = self._timer
+        if timer is not None:
+            self._timer = None
+            timer.cancel()
+            timer.callback = _ignore
         self._req = None
 
     # ------------------------------------------------------------- timeouts
     def _arm(self, when):
         """Make sure the timer fires no later than ``when`` (it re-checks the state then)."""
         timer = self._timer
-        if timer is not None:
-            if timer.when <= when:
-                return
-            timer.cancel()
-        self._timer = self.call_later(when - self._clock(), self._on_timer)
+        if timer is None:
+            self._timer = self.server._reactor.call_at(when, self._on_timer)
+        elif when < timer.when:
+            timer.reset(when - self._clock())
 
     def _deadline(self):
         """When the current wait times out (None: the application is at work)."""
@@ -892,11 +908,25 @@ class HTTPChannel(DispatcherWithSend):
         deadline = self._deadline()
         now = self._clock()
         if deadline is None:
-            self._arm(now + self.server.io_timeout)
+            if self._client_gone():
+                self.close()
+            else:
+                self._arm(now + self.server.io_timeout)
         elif now < deadline:
             self._arm(deadline)
         else:
             self._timed_out()
+
+    def _client_gone(self):
+        """Whether the client closed or reset the connection, looked at without reading (the
+        application is at work, reading is paused): a client that shut down its sending side
+        and waited a whole io_timeout for its answer counts as gone, as with nginx."""
+        try:
+            return not self.socket.recv(1, socket.MSG_PEEK | _DONTWAIT)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
 
     def _timed_out(self):
         req = self._req
