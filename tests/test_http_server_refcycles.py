@@ -7,7 +7,7 @@ left.  A reference cycle anywhere (an exception kept with its traceback, a timer
 request <-> channel) keeps all of them alive and fails the scenario, naming what still refers
 to the channel.  The scenarios: every error the server answers (400 no Host, 400 bad Host,
 malformed head, 431, 413, bad chunk, 408 head and body, 505, 501 method and coding, 500 from a
-handler that raises), a client that resets
+handler that raises, 503 for a body that waited too long for room), a client that resets
 mid-response, a handler that never answers and then the client goes away (closed or reset),
 ``Expect: 100-continue`` refused, lingering closes (ended by the client, or by the linger
 timeout), HTTP/1.0, a client that stops reading, and the normal keep-alive and close paths;
@@ -70,7 +70,7 @@ def served(tmp_path_factory):
     for name in quiet:
         logging.getLogger(name).propagate = False
     served = Served(App(str(root)), channel_class=Tracked, max_body=1000, head_timeout=QUICK,
-                    keepalive_timeout=QUICK, io_timeout=QUICK)
+                    keepalive_timeout=QUICK, io_timeout=QUICK, max_buffered_bodies=1000)
     served.server.linger_timeout = QUICK
     yield served
     served.stop()
@@ -153,6 +153,22 @@ def lingers_until_the_timeout(served):
         return s.recv(65536)
 
 
+def waits_for_room_too_long(served):
+    """Three bodies: the first holds part of the budget, the second needs all of it and waits,
+    the third waits behind the second.  Once the first has held its room for io_timeout it is
+    taken back (408) and the second gets it; the third has then waited io_timeout: 503."""
+    with served.connect() as first, served.connect() as second, served.connect() as third:
+        budget = served.server.body_budget
+        first.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
+        assert served.wait_until(lambda: len(budget) == 1)
+        second.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\ncd")
+        assert served.wait_until(lambda: budget.waiting == 1)
+        third.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nef")
+        answers = [_read_to_eof(s) for s in (third, first, second)]
+        assert [a[:12] for a in answers] == [b"HTTP/1.1 503", b"HTTP/1.1 408", b"HTTP/1.1 408"]
+        return answers[0]
+
+
 H = b"Host: x\r\n"
 SCENARIOS = {
     "keep-alive, then the client closes": (sends(b"GET /small.txt HTTP/1.1\r\n" + H + b"\r\n"
@@ -188,6 +204,7 @@ SCENARIOS = {
                                   + b"Transfer-Encoding: gzip, chunked\r\n\r\n"), b"501"),
     "500 from a handler that raises": (sends(b"POST /raise HTTP/1.1\r\n" + H
                                              + b"Content-Length: 0\r\n\r\n"), b"500"),
+    "503 waiting for room, 408 taken back": (waits_for_room_too_long, b"503"),
     "a client that resets mid-response": (resets_mid_response, b"200"),
     "a handler that never answers, the client closes": (never_answered("close"), b""),
     "a handler that never answers, the client resets": (never_answered("reset"), b""),
@@ -229,6 +246,7 @@ def test_nothing_of_a_closed_connection_outlives_it_without_the_cyclic_collector
         answer = scenario(served)
         assert answer.startswith(b"HTTP/1.1 " + status) if status else answer == b""
         _wait_closed(served)
+        assert served.call(lambda: served.server.body_budget.held) == 0
         freed = served.wait_until(lambda: all(ref() is None for ref in Tracked.refs), 2.0)
         alive = [ref() for ref in Tracked.refs if ref() is not None]
         assert freed, "%s: still alive: %r\n%s" % (
