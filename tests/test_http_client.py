@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -343,6 +344,27 @@ def test_fetch_and_retrieve(site, tmp_path):
         assert open(name, "rb").read() == b"hello, world\n"
     finally:
         os.unlink(name)
+
+
+def test_retrieve_writes_into_a_fifo_and_through_a_symlink_as_curl_does(site, tmp_path):
+    """A target that is not a regular file is written to, not renamed over (renaming a
+    temporary file over ``-o /dev/null`` replaced the device with a regular file); a symlink's
+    target gets the body and the link stays a link."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()), daemon=True)
+    reader.start()
+    retrieve(site.url("/big.bin"), fifo)
+    reader.join(10)
+    assert got == [BIG] and stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    real = tmp_path / "real.bin"
+    real.write_bytes(b"old")
+    link = tmp_path / "link.bin"
+    link.symlink_to(real)
+    retrieve(site.url("/small.txt"), link)
+    assert link.is_symlink() and real.read_bytes() == b"hello, world\n"
+    assert sorted(os.listdir(tmp_path)) == ["link.bin", "pipe", "real.bin"]
 
 
 def test_fetch_from_threads_while_another_reactor_runs(reactor, site):

@@ -2,12 +2,15 @@
 import ast
 import calendar
 import datetime
+import email
 import html
 import html.parser
 import os
 import re
 import shutil
+import stat
 import tempfile
+import time
 from types import SimpleNamespace
 from urllib.parse import quote, unquote
 
@@ -16,9 +19,9 @@ from hypothesis import given, strategies as st
 
 from servers.http import files
 from servers.http.files import (
-    CONTENT_TYPES, REASONS, RangeResult, common_log_line, content_range, content_type,
-    error_page, etag_for, evaluate_conditional, http_date, listing_html, log_escape,
-    parse_http_date, parse_range, resolve,
+    CONTENT_TYPES, REASONS, RangeResult, byteranges_framing, coalesce_ranges, common_log_line,
+    content_range, content_type, error_page, etag_for, evaluate_conditional, http_date,
+    listing_html, log_escape, parse_http_date, parse_range, parse_ranges, resolve,
 )
 
 RFC_EXAMPLE = 784111777  # Sun, 06 Nov 1994 08:49:37 GMT
@@ -79,15 +82,16 @@ class FakeEntry:
                  broken=False):
         self.name = name
         self._dir, self._link, self._broken = is_dir, is_link, broken
-        self._stat = SimpleNamespace(st_size=size, st_mtime=mtime)
+        mode = stat.S_IFDIR | 0o755 if is_dir else stat.S_IFREG | 0o644
+        self._stat = SimpleNamespace(st_size=size, st_mtime=mtime, st_mode=mode)
 
-    def is_dir(self):
+    def is_dir(self, follow_symlinks=True):
         return self._dir
 
     def is_symlink(self):
         return self._link
 
-    def stat(self):
+    def stat(self, follow_symlinks=True):
         if self._broken:
             raise FileNotFoundError(self.name)
         return self._stat
@@ -311,6 +315,113 @@ def test_generated_paths_never_leave_root(tree, segments, lead, trailing, follow
         assert result.location.startswith("/") and not result.location.startswith("//")
 
 
+def _open_descriptors():
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+def test_root_lookups_leave_only_the_roots_descriptor_open(tree):
+    before = _open_descriptors()
+    root = files.Root(tree.root)
+    assert _open_descriptors() == before + 1
+    urls = ["/", "/sub/file.txt", "/site/", "/indirlink/file.txt", "/outdir/secret.txt",
+            "/loop", "/dangling", "/fifo", "/sub", "/nothing/at/all", "/leakyindex/"]
+    for url in urls * 3:
+        r = root.lookup(url)
+        if r.fd is not None:
+            os.close(r.fd)
+        try:
+            root.stat(r.names or ("nothing",))
+        except OSError:
+            pass
+    assert _open_descriptors() == before + 1
+    root.close()
+    assert _open_descriptors() == before
+
+
+def test_root_lookup_opens_what_it_found(tree):
+    root = files.Root(tree.root)
+    try:
+        r = root.lookup("/inlink")
+        assert r.kind == "file" and r.names == ("inlink",)
+        assert os.read(r.fd, 100) == b"hello"
+        assert os.fstat(r.fd).st_ino == os.stat(os.path.join(tree.root, "sub", "file.txt")).st_ino
+        os.close(r.fd)
+        r = root.lookup("/indirlink/")
+        assert r.kind == "dir" and os.path.samestat(os.fstat(r.fd),
+                                                   os.stat(os.path.join(tree.root, "sub")))
+        os.close(r.fd)
+        assert root.lookup("/indirlink").fd is None            # a redirect holds nothing
+        with pytest.raises(IsADirectoryError):
+            root.open(("sub",))
+        with pytest.raises(FileNotFoundError):
+            root.open(("outlink",))
+    finally:
+        root.close()
+
+
+def test_a_root_switched_to_another_directory_is_served_within_a_second(tmp_path, monkeypatch):
+    """A symlink switched to a new release (or a replaced DIR) is seen at the first lookup a
+    second later, cached files included; a missing root is not found."""
+    now = [1000.0]
+    monkeypatch.setattr(files, "_monotonic", lambda: now[0])
+    for release in ("one", "two"):
+        (tmp_path / release).mkdir()
+        (tmp_path / release / "index.html").write_text(release)
+    os.symlink(tmp_path / "one", tmp_path / "www")
+    root = files.Root(str(tmp_path / "www"))
+    try:
+        def served(names):
+            fd = root.open(names)
+            try:
+                return os.read(fd, 10)
+            finally:
+                os.close(fd)
+
+        assert served(("index.html",)) == b"one"
+        st = root.stat(("index.html",))
+        os.symlink(tmp_path / "two", tmp_path / "www.new")
+        os.replace(tmp_path / "www.new", tmp_path / "www")
+        now[0] += 1.01
+        assert root.stat(("index.html",)) != st
+        assert served(("index.html",)) == b"two"
+        assert root.lookup("/", open_it=False).fs_path == str(tmp_path / "www" / "index.html")
+        os.unlink(tmp_path / "www")
+        now[0] += 1.01
+        with pytest.raises(FileNotFoundError):
+            root.stat(("index.html",))
+        assert root.lookup("/index.html").kind == "notfound"
+    finally:
+        root.close()
+
+
+def test_a_root_of_slash_follows_absolute_links_anywhere(tree):
+    link = os.path.join(tree.root, "sub", "file.txt")
+    result = resolve("/", quote(link))
+    assert result.kind == "file" and result.stat == os.stat(link)
+    assert resolve("/", quote(os.path.join(tree.root, "outlink"))).kind == "file"
+
+
+def test_too_many_links_are_a_loop(tmp_path):
+    for i in range(45):
+        os.symlink("l%d" % (i + 1), tmp_path / ("l%d" % i))
+    (tmp_path / "l45").write_text("end")
+    assert resolve(str(tmp_path), "/l10").kind == "file"       # 35 links to the end
+    assert resolve(str(tmp_path), "/l0").kind == "notfound"    # 45: taken for a loop
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root may read any directory")
+def test_files_in_a_directory_that_may_be_searched_but_not_read_are_served(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "f.txt").write_text("f")
+    (tmp_path / "d").chmod(0o311)
+    try:
+        assert resolve(str(tmp_path), "/d/f.txt").kind == "file"
+    finally:
+        (tmp_path / "d").chmod(0o755)
+
+
 # --------------------------------------------------------------------------
 # Directory listings
 
@@ -365,6 +476,23 @@ def test_listing_sizes_dates_and_order_from_entries():
     assert ">5.0 GiB<" in body
     assert ">1.0 MiB<" in body  # 1023.99... KiB rounds up a unit, not to "1024.0 KiB"
     assert "2024-02-29 13:05" in body
+
+
+def test_listing_describes_a_link_by_what_a_request_for_it_would_serve():
+    mtime = calendar.timegm((2024, 2, 29, 13, 5, 59))
+    served = {"to_file": FakeEntry("x", size=4321, mtime=mtime)._stat,
+              "to_dir": FakeEntry("y", is_dir=True, mtime=mtime)._stat}
+    entries = [FakeEntry(name, size=999999, is_dir=name.endswith("dir"), is_link=True,
+                         mtime=mtime) for name in ("to_file", "to_dir", "out_file", "out_dir")]
+    body = listing_html("/", "/unused", entries=entries,
+                        link_target=lambda entry: served.get(entry.name)).decode()
+    page = parse_page(body.encode())
+    assert page.link_texts == ["to_dir/", "out_dir", "out_file", "to_file"]
+    assert '"4321 bytes">4.2 KiB<' in body and "976.6 KiB" not in body    # never the link's own
+    assert body.count("2024-02-29 13:05") == 2
+    for name in ("out_dir", "out_file"):
+        assert (f'<tr class="link"><td><a href="{name}">{name}</a></td>'
+                '<td class="size">-</td><td class="date">-</td></tr>') in body
 
 
 def test_listing_propagates_permission_errors():
@@ -688,6 +816,150 @@ def test_suffix_ranges_select_the_last_bytes(suffix, size):
     assert result.kind == "partial"
     assert result.end == size - 1
     assert result.length == min(suffix, size)
+
+
+FULL = ("full", ((0, SIZE - 1),))
+
+
+@pytest.mark.parametrize("header, expected", [
+    ("bytes=0-1,5-6", ("multipart", ((0, 1), (5, 6)))),
+    ("bytes=5-6,0-1", ("multipart", ((5, 6), (0, 1)))),            # the request's order
+    ("bytes=-1, 0-0", ("multipart", ((999, 999), (0, 0)))),
+    ("bytes=0-1,3-4", ("multipart", ((0, 1), (3, 4)))),              # a one-byte gap: two parts
+    ("bytes=0-1,1-2", ("partial", ((0, 2),))),                      # overlapping
+    ("bytes=0-1,2-3", ("partial", ((0, 3),))),                      # adjacent
+    ("bytes=0-,-500", ("partial", ((0, 999),))),
+    ("bytes=10-20,0-1,15-30", ("multipart", ((0, 1), (10, 30)))),    # coalesced: ascending
+    ("bytes=0-1,,5-6,", ("multipart", ((0, 1), (5, 6)))),
+    ("bytes=0-1,1000-,-0,5000-6000", ("partial", ((0, 1),))),        # unsatisfiable ones dropped
+    ("bytes=1000-,2000-3000,-0", ("unsatisfiable", ())),
+    ("bytes=" + ",".join(["0-0"] * 16), ("partial", ((0, 0),))),     # 16: the cap
+    ("bytes=" + ",".join(["%d-%d" % (i, i) for i in range(0, 32, 2)]),
+     ("multipart", tuple((i, i) for i in range(0, 32, 2)))),
+    ("bytes=" + ",".join(["0-0"] * 17), FULL),                       # over the cap
+    ("bytes=" + ",".join(["%d-%d" % (i, i) for i in range(50, 0, -3)]), FULL),
+    ("bytes=0-1,5-4", FULL), ("bytes=0-1,x", FULL), ("bytes=0-1, 2 -3", FULL),
+    ("bytes=,,", FULL), ("items=0-1,2-3", FULL),
+])
+def test_parse_ranges_table(header, expected):
+    assert tuple(parse_ranges(header, SIZE, None, ETAG, MTIME)) == expected
+
+
+def test_parse_ranges_of_an_empty_file_and_if_range():
+    assert parse_ranges("bytes=-5,-3", 0, None, ETAG, MTIME).kind == "full"
+    assert parse_ranges("bytes=0-1,-0", 0, None, ETAG, MTIME).kind == "unsatisfiable"
+    assert parse_ranges("bytes=0-1,5-6", SIZE, ETAG, ETAG, MTIME).kind == "multipart"
+    assert parse_ranges("bytes=0-1,5-6", SIZE, '"old"', ETAG, MTIME) == FULL
+    assert parse_range("bytes=0-1,5-6", SIZE, None, ETAG, MTIME).kind == "full"
+    assert tuple(parse_range("bytes=0-1,1-5", SIZE, None, ETAG, MTIME)) == ("partial", 0, 5)
+
+
+RANGE_SPECS = st.one_of(
+    st.tuples(st.integers(0, 250), st.integers(0, 250)).map(lambda t: "%d-%d" % t),
+    st.integers(0, 250).map("%d-".__mod__),
+    st.integers(0, 250).map("-%d".__mod__),
+    st.sampled_from(["", " ", "x", "1--2", "-", "0x1-2"]),
+)
+
+
+def _covered(spans):
+    return {i for first, last in spans for i in range(first, last + 1)}
+
+
+def _touching(spans):
+    ordered = sorted(spans)
+    return any(b[0] <= a[1] + 1 for a, b in zip(ordered, ordered[1:]))
+
+
+@given(specs=st.lists(RANGE_SPECS, max_size=20), size=st.integers(0, 200))
+def test_parse_ranges_matches_a_model(specs, size):
+    header = "bytes=" + ",".join(specs)
+    result = parse_ranges(header, size, None, ETAG, MTIME)
+    full = ("full", ((0, size - 1),))
+    listed = [spec.strip(" \t") for spec in specs if spec.strip(" \t")]
+    wanted = []
+    for spec in listed:
+        m = re.fullmatch(r"([0-9]+)-([0-9]*)", spec)
+        if m:
+            first, last = int(m.group(1)), int(m.group(2)) if m.group(2) else None
+            if last is not None and last < first:
+                return assert_full(result, full, spec)
+            if first < size:
+                wanted.append((first, size - 1 if last is None else min(last, size - 1)))
+            continue
+        m = re.fullmatch(r"-([0-9]+)", spec)
+        if not m:
+            return assert_full(result, full, spec)
+        if int(m.group(1)) and size:
+            wanted.append((max(0, size - int(m.group(1))), size - 1))
+    if not listed or len(listed) > files.MAX_RANGES:
+        return assert_full(result, full, header)
+    if not wanted:
+        suffix_of_empty = size == 0 and any(re.fullmatch(r"-0*[1-9][0-9]*", s) for s in listed)
+        assert tuple(result) == (full if suffix_of_empty else ("unsatisfiable", ()))
+        return
+    assert result.kind == ("partial" if len(result.spans) == 1 else "multipart")
+    assert _covered(result.spans) == _covered(wanted)              # every byte asked, no other
+    assert not _touching(result.spans)
+    assert len(result.spans) <= files.MAX_RANGES
+    if not _touching(wanted):
+        assert list(result.spans) == wanted                         # in the request's order
+
+
+def assert_full(result, full, why):
+    assert tuple(result) == full, why
+
+
+@given(st.lists(st.tuples(st.integers(0, 100), st.integers(0, 30)).map(
+    lambda t: (t[0], t[0] + t[1])), max_size=12))
+def test_coalesce_ranges(spans):
+    merged = coalesce_ranges(spans)
+    assert _covered(merged) == _covered(spans)
+    assert merged == sorted(merged) and not _touching(merged)
+
+
+@given(data=st.binary(min_size=1, max_size=3000), picks=st.lists(
+    st.tuples(st.floats(0, 1), st.floats(0, 1)), min_size=1, max_size=16),
+    content_type=st.sampled_from(["application/octet-stream", "text/plain; charset=utf-8"]))
+def test_byteranges_framing_reassembles_with_the_email_parser(data, picks, content_type):
+    spans = [(int(a * (len(data) - 1)), int(a * (len(data) - 1)) +
+              int(b * (len(data) - 1 - int(a * (len(data) - 1))))) for a, b in picks]
+    boundary = "b0undary" * 4
+    if any(boundary.encode() in data[first:last + 1] for first, last in spans):
+        return
+    heads, tail, length = byteranges_framing(spans, len(data), content_type, boundary)
+    body = b"".join([p for head, (first, last) in zip(heads, spans)
+                     for p in (head, data[first:last + 1])] + [tail])
+    assert len(body) == length
+    msg = email.message_from_bytes(b"Content-Type: multipart/byteranges; boundary=%s\r\n\r\n"
+                                   % boundary.encode() + body)
+    assert not msg.defects
+    got = [(p["Content-Type"], p["Content-Range"], p.get_payload(decode=True))
+           for p in msg.get_payload()]
+    assert got == [(content_type, "bytes %d-%d/%d" % (first, last, len(data)),
+                    data[first:last + 1]) for first, last in spans]
+
+
+def test_byteranges_framing_refuses_a_content_type_that_would_split_the_head():
+    with pytest.raises(ValueError):
+        byteranges_framing([(0, 1)], 10, "text/plain\r\nX-Evil: 1", "b" * 32)
+
+
+@pytest.mark.parametrize("shape", [",", " ", "\t,", "0", "-", "0-0,", "9", "-9,", "1-"])
+def test_parse_ranges_costs_linear_work(shape):
+    """A hostile Range header (one shape repeated) costs work linear in its size: 64 KiB of it
+    costs at most 40 times as much as 4 KiB (16 if exactly linear, 256 if quadratic).  Costs
+    are CPU time of this process, the best of runs interleaved between the two sizes, so that
+    other processes on the machine do not count."""
+    headers = {size: "bytes=" + shape * (size // len(shape)) for size in (4 << 10, 64 << 10)}
+    best = dict.fromkeys(headers, float("inf"))
+    for _ in range(9):
+        for size, header in headers.items():
+            t0 = time.process_time()
+            for _ in range(10):
+                parse_ranges(header, 10 ** 9, None, ETAG, MTIME)
+            best[size] = min(best[size], time.process_time() - t0)
+    assert best[64 << 10] / best[4 << 10] <= 40
 
 
 def test_content_range():

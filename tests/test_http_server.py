@@ -347,8 +347,9 @@ def test_unsatisfiable_range_is_416(static, tree):
     assert b"416" in body
 
 
-def test_multiple_ranges_and_bad_units_get_the_whole_file(static, tree):
-    for spec in ("bytes=0-1,5-6", "items=0-1", "bytes=x-y"):
+def test_invalid_ranges_and_bad_units_get_the_whole_file(static, tree):
+    # (Several valid ranges get multipart/byteranges: test_http_ranges.py.)
+    for spec in ("bytes=0-1,5-4", "items=0-1", "bytes=x-y"):
         status, _, body = get(static, "/small.txt", {"Range": spec})
         assert (status, body) == (200, tree["small"])
 

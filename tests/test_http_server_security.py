@@ -1,16 +1,29 @@
-"""servers.http security: no request reads outside the served directory, request data never reaches a
-response head unescaped, and the access log cannot be forged (gh-100001)."""
+"""servers.http security: no request reads outside the served directory (not even by racing a
+symlink swap against the server), request data never reaches a response head unescaped, and the
+access log cannot be forged (gh-100001).  The race's figures are printed (``-s``) and saved to
+``$ROBUST_REPORT/security.json`` when set."""
+import html
 import logging
 import os
+import re
+import subprocess
+import sys
+import time
+from urllib.parse import unquote
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from servers.http import StaticFiles
-from test_http_server import Served, exchange, get
+from servers.http import FileCache, StaticFiles
+from figures import figures_fixture
+from test_http_server import Served, exchange, get, read_response
 
 SECRET = b"TOP-SECRET-CONTENT-7f3a"
+FIGURES = {}
+
+
+report = figures_fixture("symlink races", "security.json", FIGURES)
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +100,236 @@ def test_a_cached_file_replaced_by_a_link_out_is_not_served(jail, tmp_path):
         assert status == 404 and SECRET not in body
     finally:
         s.stop()
+
+
+def test_a_cached_file_whose_directory_becomes_a_link_out_is_not_served(tmp_path):
+    """The file keeps its inode, size, mtime and ctime when its directory is moved out of the
+    root and a symlink to it put in its place: only a fresh lookup beneath the root sees it."""
+    root, outside = tmp_path / "www", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    for name, size in (("small", 20), ("large", 100000)):
+        (root / name).mkdir()
+        (root / name / "f.bin").write_bytes(SECRET * (size // len(SECRET)))
+    s = Served(StaticFiles(str(root), cache=FileCache(small=1024)))
+    try:
+        for name in ("small", "large"):
+            path = "/%s/f.bin" % name
+            assert get(s, path)[0] == 200                     # cached (body or descriptor)
+            os.rename(root / name, outside / name)
+            os.symlink(outside / name, root / name)
+            for _ in range(2):
+                status, _, body = get(s, path)
+                assert (status, SECRET in body) == (404, False)
+    finally:
+        s.stop()
+
+
+# A process that swaps ``link`` between its targets as fast as it can (each swap atomic: a new
+# link renamed over the old), for at most the seconds given.
+SWAPPER = r"""
+import os, sys, time
+link, seconds, targets = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
+spare = link + ".new"
+deadline = time.monotonic() + seconds
+print("swapping", flush=True)
+while time.monotonic() < deadline:
+    for target in targets:
+        try:
+            os.unlink(spare)
+        except FileNotFoundError:
+            pass
+        os.symlink(target, spare)
+        os.replace(spare, link)
+"""
+RACE_REQUESTS = 20000
+RACE_SECONDS = 8.0
+
+
+def write_tree(base, contents):
+    """Create the files of ``contents`` ({path relative to base: bytes}) and their directories."""
+    for rel, data in contents.items():
+        path = base / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
+@pytest.fixture
+def race_tree(tmp_path):
+    write_tree(tmp_path, {"www/inside.txt": b"inside", "www/real/x.txt": b"inside",
+                          "secret.txt": SECRET, "outside/x.txt": SECRET})
+    return tmp_path
+
+
+@pytest.mark.parametrize("link, targets, target", [
+    ("f", ("www/inside.txt", "secret.txt"), "/f"),
+    ("d", ("www/real", "outside"), "/d/x.txt"),
+], ids=["file-link", "directory-link"])
+def test_a_symlink_swapped_in_and_out_never_serves_the_outside(race_tree, link, targets, target):
+    """Another process swaps a symlink between a file (or directory) inside the root and one
+    outside while a client asks for it again and again.  Before the lookups were made
+    race-free, the check (realpath) and the open were separate steps, and the swap won within
+    a few hundred requests.  The cache holds no bodies here, so every request is looked up."""
+    root = race_tree / "www"
+    link_path = str(root / link)
+    targets = [str(race_tree / t) for t in targets]
+    os.symlink(targets[0], link_path)
+    served = Served(StaticFiles(str(root), cache=FileCache(max_bytes=0)))
+    swapper = subprocess.Popen([sys.executable, "-c", SWAPPER, link_path, str(RACE_SECONDS)]
+                               + targets, stdout=subprocess.PIPE)
+    statuses = {}
+    try:
+        assert swapper.stdout.readline() == b"swapping\n"
+        request = b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % target.encode()
+        deadline = time.monotonic() + RACE_SECONDS
+        with served.connect() as sock:
+            f = sock.makefile("rb")
+            for i in range(RACE_REQUESTS):
+                if time.monotonic() > deadline:
+                    break
+                sock.sendall(request)
+                r = read_response(f)
+                assert SECRET not in r.body, "outside content served at request %d" % i
+                assert (r.status, r.body) in ((200, b"inside"), (404, r.body))
+                statuses[r.status] = statuses.get(r.status, 0) + 1
+            f.close()
+    finally:
+        swapper.kill()
+        swapper.wait()
+        served.stop()
+    FIGURES["swapped %s link" % ("file" if link == "f" else "directory")] = {
+        "requests": sum(statuses.values()), "by_status": statuses, "outside_served": 0}
+    assert statuses.get(200) and statuses.get(404), statuses     # the swaps did race the requests
+
+
+def test_a_link_swapped_just_after_it_is_read_is_not_followed_out(race_tree, monkeypatch):
+    """The same race, made certain: the link is swapped to the outside right after the server
+    reads it.  The server must go on with what it read (inside), and from then on find the
+    link leading out: 404, never the outside file from its cache."""
+    root = race_tree / "www"
+    link_path = root / "f"
+    os.symlink(root / "inside.txt", link_path)
+    spare = root / "f.new"
+    os.symlink(race_tree / "secret.txt", spare)
+    real_readlink = os.readlink
+    swaps = []
+
+    def readlink(path, *args, **kwargs):
+        target = real_readlink(path, *args, **kwargs)
+        if os.path.basename(os.fsdecode(path)) == "f" and not swaps:
+            os.replace(spare, link_path)
+            swaps.append(target)
+        return target
+
+    served = Served(StaticFiles(str(root)))
+    try:
+        monkeypatch.setattr(os, "readlink", readlink)
+        first = get(served, "/f")
+        monkeypatch.setattr(os, "readlink", real_readlink)
+        assert swaps, "the server never read the link"
+        assert first[::2] == (200, b"inside")
+        for _ in range(3):
+            status, _, body = get(served, "/f")
+            assert (status, SECRET in body) == (404, False)
+    finally:
+        served.stop()
+
+
+def _link_rows(body):
+    """{link text: (size cell, date cell)} for the rows of a listing marked as links."""
+    rows = re.findall(r'<tr class="[^"]*link[^"]*"><td><a href="([^"]*)">([^<]*)</a></td>'
+                      r'<td class="size"[^>]*>([^<]*)</td><td class="date">([^<]*)</td>',
+                      body.decode())
+    return {html.unescape(text): (href, size, date) for href, text, size, date in rows}
+
+
+def test_listing_describes_a_symlink_only_where_a_request_for_it_is_served(tmp_path):
+    root, outside = tmp_path / "www", tmp_path / "outside"
+    write_tree(tmp_path, {"www/sub/in.txt": b"x" * 1234, "outside/secret.txt": SECRET * 1000})
+    links = {"inlink": root / "sub" / "in.txt", "indirlink": root / "sub",
+             "outlink": outside / "secret.txt", "outdir": outside,
+             "dangling": root / "nothing", "loop": root / "loop"}
+    for name, target in links.items():
+        os.symlink(target, root / name)
+    s = Served(StaticFiles(str(root)))
+    try:
+        status, _, body = get(s, "/")
+        assert status == 200
+        rows = _link_rows(body)
+        assert rows["inlink"][1:] != ("-", "-") and "1.2 KiB" in rows["inlink"][1]
+        assert "indirlink/" in rows and rows["indirlink/"][2] != "-"
+        for name in ("outlink", "outdir", "dangling", "loop"):
+            assert rows[name] == (name, "-", "-"), rows     # no size, date or trailing slash
+        assert b"22.5 KiB" not in body and b"23000 bytes" not in body     # the secret's size
+        # ... consistently with what a request for each link gets.
+        for text, (href, size, date) in rows.items():
+            served = get(s, "/" + href)[0] == 200
+            assert served == ((size, date) != ("-", "-")), text
+    finally:
+        s.stop()
+
+
+# A tree of symlink shapes: chains, relative and absolute, with "..", to files and to directories,
+# inside and out, dangling and looping.  The model of what may be served is os.path.realpath's.
+LINKS = {
+    "chain1": "chain2", "chain2": "sub/chain3", "sub/chain3": "../small.txt",
+    "abs_in": "{root}/sub/inner.txt", "abs_out": "{base}/secret.txt",
+    "up_and_back": "../www/small.txt", "up_out": "../outside/x.txt",
+    "dirlink": "sub", "dirlink_abs": "{root}/sub", "outdir": "{base}/outside",
+    "sub/parent": "..", "sub/grandparent": "../..", "sub/self": ".",
+    "dangling": "nothing-here", "dangling_out": "{base}/nothing", "loop": "loop",
+    "loop_a": "loop_b", "loop_b": "loop_a", "sub/dotdot_chain": "../chain1",
+    "sub/deep": "../dirlink/../dirlink_abs/inner.txt", "via_outdir": "outdir/../www/small.txt",
+}
+LINK_SEGMENTS = sorted({name.split("/")[-1] for name in LINKS} | {
+    "small.txt", "sub", "inner.txt", "x.txt", "secret.txt", "outside", "www", "..", "%2e%2e",
+    ".%2E", "%2e", ".", "", "%2F", "index.html"})
+
+
+@pytest.fixture(scope="module")
+def link_tree(tmp_path_factory):
+    base = tmp_path_factory.mktemp("links")
+    root = base / "www"
+    write_tree(base, {"www/small.txt": b"public", "www/sub/inner.txt": b"inner",
+                      "secret.txt": SECRET, "outside/x.txt": SECRET})
+    for name, target in LINKS.items():
+        os.symlink(target.format(root=root, base=base), root / name)
+    served = Served(StaticFiles(str(root)))
+    yield str(root), served
+    served.stop()
+
+
+def _model_status(root, target):
+    """What a request for ``target`` should get, by os.path.realpath: 200, 301 or 404."""
+    names = []
+    for raw in target.split("/")[1:]:
+        segment = unquote(raw)
+        if segment in (".", "..") or "/" in segment:
+            return 404
+        if segment:
+            names.append(segment)
+    real = os.path.realpath(os.path.join(root, *names))
+    if not (real == root or real.startswith(root + os.sep)):
+        return 404
+    if os.path.isfile(real):
+        return 404 if target.endswith("/") else 200
+    if os.path.isdir(real):
+        return 200 if target.endswith("/") else 301
+    return 404
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.sampled_from(LINK_SEGMENTS), min_size=1, max_size=6),
+       st.sampled_from(["/", "//"]), st.booleans())
+def test_symlink_shapes_are_served_exactly_as_their_real_paths_allow(link_tree, segments, lead,
+                                                                   trailing):
+    root, served = link_tree
+    target = lead + "/".join(segments) + ("/" if trailing and segments[-1] else "")
+    (r,) = exchange(served, b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % target.encode())
+    assert SECRET not in r.body
+    assert r.status == _model_status(os.path.realpath(root), target), target
+    if r.status == 200 and not target.endswith("/"):
+        assert r.body in (b"public", b"inner")
 
 
 SEGMENTS = st.sampled_from(["..", ".", "%2e%2e", "%2E.", "%2f", "%5c", "\\", "%00", "secret.txt",

@@ -13,8 +13,8 @@ reported outcome, within a bound, without unbounded memory.
   or in a loop; a head or a body trickling one byte a second, past a 0.5 s timeout; a
   server that never reads a 32 MiB upload.  Each is met through all three faces
   of the client: ``AsyncHTTP`` (consumer contract), ``fetch()`` (``FetchError`` with a
-  reason) and ``python -m clients.http`` (exit 1, one stderr line naming the URL and the
-  reason, no traceback).
+  reason) and ``python -m clients.http`` (curl's exit status for that failure, one stderr line
+  naming the URL and the reason, no traceback).
 * Soak (``-m stress``): ``SOAK_REQUESTS / 20`` GETs through one reactor's connection pool
   against ``python -m servers.http``: connections reused, memory flat, no descriptor leaked.
 
@@ -443,34 +443,39 @@ FAIL_WITHIN = 2.0       # every hostile scenario must end in a failure this soon
 UPLOAD = 32 << 20       # what the client tries to send to a server that never reads it
 TIMED_OUT = "nothing from the server for 0\\.5s$"
 
-Hostile = collections.namedtuple("Hostile", "behaviour path reason requests")
-HOSTILE = {     # the reason is a regex; requests: how many the server must have seen
-    "garbage": Hostile(garbage, "/", r"invalid response: malformed status line: ", 1),
+Hostile = collections.namedtuple("Hostile", "behaviour path reason requests exit")
+HOSTILE = {     # the reason is a regex; requests: how many the server must have seen;
+                # exit: the CLI's exit status (curl's for that class of failure)
+    "garbage": Hostile(garbage, "/", r"invalid response: malformed status line: ", 1, 1),
     "garbage, then hang up": Hostile(
-        garbage_then_hang_up, "/", r"connection closed in the middle of the response head$", 1),
+        garbage_then_hang_up, "/", r"connection closed in the middle of the response head$", 1, 18),
     "endless header fields": Hostile(
-        endless_fields, "/", r"invalid response: header section larger than 65536 bytes$", 1),
+        endless_fields, "/", r"invalid response: header section larger than 65536 bytes$", 1, 56),
     "endless chunk-size line": Hostile(
-        endless_chunk_size_line, "/", r"invalid response: chunk-size line longer than 4096 bytes$", 1),
+        endless_chunk_size_line, "/", r"invalid response: chunk-size line longer than 4096 bytes$", 1,
+        56),
     "endless trailer fields": Hostile(
-        endless_trailers, "/", r"invalid response: trailer section larger than 65536 bytes$", 1),
+        endless_trailers, "/", r"invalid response: trailer section larger than 65536 bytes$", 1, 56),
     "billion-byte chunk": Hostile(
         billion_byte_chunk, "/",
-        r"connection closed after 1048576 body bytes, before the end of the chunked body$", 1),
+        r"connection closed after 1048576 body bytes, before the end of the chunked body$", 1, 18),
     "interim responses forever": Hostile(
-        interim_forever, "/", r"invalid response: more than \d+ informational", 1),
+        interim_forever, "/", r"invalid response: more than \d+ informational", 1, 8),
     "redirects forever": Hostile(
-        redirects_forever, "/r/0", r"more than 10 redirects: '.*/r/11' \(after 10 redirects\)$", 11),
-    "redirect loop": Hostile(redirect_loop, "/a", r"redirect loop: '.*/a' \(after 1 redirects\)$", 2),
-    "head at 1 byte/s": Hostile(trickled_head, "/", r"timed out waiting for the response: " + TIMED_OUT, 1),
+        redirects_forever, "/r/0", r"more than 10 redirects: '.*/r/11' \(after 10 redirects\)$", 11,
+        47),
+    "redirect loop": Hostile(redirect_loop, "/a", r"redirect loop: '.*/a' \(after 1 redirects\)$", 2,
+                             47),
+    "head at 1 byte/s": Hostile(trickled_head, "/", r"timed out waiting for the response: " + TIMED_OUT,
+                                1, 28),
     "body at 1 byte/s": Hostile(
-        trickled_body, "/", r"timed out receiving the body \(1 bytes so far\): " + TIMED_OUT, 1),
+        trickled_body, "/", r"timed out receiving the body \(1 bytes so far\): " + TIMED_OUT, 1, 28),
     "a 32 MiB upload never read": Hostile(
-        never_reads, "/upload", r"timed out waiting for the response: " + TIMED_OUT, 1),
+        never_reads, "/upload", r"timed out waiting for the response: " + TIMED_OUT, 1, 28),
 }
 
 
-def via_async(url, body):
+def via_async(url, body, exit):
     """AsyncHTTP through Redirect: the consumer contract holds; returns the reason."""
     reactor = Reactor()
     inner = CheckingConsumer()
@@ -491,19 +496,19 @@ def via_async(url, body):
     return inner.error
 
 
-def via_fetch(url, body):
+def via_fetch(url, body, exit):
     with pytest.raises(FetchError) as info:
         fetch(url, "GET" if body is None else "POST", body=body, timeout=TIMEOUT)
     assert info.value.url == url and str(info.value) == "%s: %s" % (url, info.value.reason)
     return info.value.reason
 
 
-def via_cli(url, body):
-    upload = [] if body is None else ["-d", "@-"]
+def via_cli(url, body, exit):
+    upload = [] if body is None else ["--data-binary", "@-"]
     proc = subprocess.run([sys.executable, "-m", "clients.http", "--timeout", str(TIMEOUT)] + upload + [url],
                           input=body, cwd=ROOT, capture_output=True, timeout=60)
     err = proc.stderr.decode("utf-8", "replace")
-    assert proc.returncode == 1, (proc.returncode, err)
+    assert proc.returncode == exit, (proc.returncode, err)
     assert "Traceback" not in err, err
     lines = err.splitlines()
     assert len(lines) == 1, err
@@ -518,7 +523,7 @@ FACES = {"AsyncHTTP": via_async, "fetch": via_fetch, "CLI": via_cli}
 @pytest.mark.parametrize("face", sorted(FACES))
 @pytest.mark.parametrize("scenario", list(HOSTILE))
 def test_hostile_server_ends_in_one_clean_reported_failure(scenario, face):
-    behaviour, path, reason, requests = HOSTILE[scenario]
+    behaviour, path, reason, requests, exit = HOSTILE[scenario]
     server = HostileServer(behaviour)
     INPUTS["hostile servers"] += 1
     body = b"u" * UPLOAD if behaviour is never_reads else None
@@ -527,7 +532,7 @@ def test_hostile_server_ends_in_one_clean_reported_failure(scenario, face):
         if traced:
             tracemalloc.start()
         start = time.monotonic()
-        got = FACES[face](server.url(path), body)
+        got = FACES[face](server.url(path), body, exit)
         took = time.monotonic() - start
         peak = tracemalloc.get_traced_memory()[1] if traced else None
     finally:

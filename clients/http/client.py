@@ -36,6 +36,9 @@ from eventloop.http11 import (
     InformationalResponse, ProtocolError, RemoteProtocolError, Request, Response)
 from eventloop.reactor import Reactor, get_reactor, static_interest
 
+from . import failures
+from .proxy import Tunnel, TunnelError
+
 __all__ = ["AsyncHTTP", "HeaderMap", "ConnectionPool", "connection_pool", "close_idle_connections",
            "default_ssl_context", "make_ssl_context", "fetch", "retrieve", "FetchResponse",
            "FetchError", "DEFAULT_TIMEOUT", "USER_AGENT"]
@@ -55,6 +58,7 @@ _NO_BODY_STATUSES = (204, 304)
 NEW = "new"                 # constructed; starts on the next pass
 RESOLVING = "resolving"     # the host name is being looked up in a thread
 CONNECTING = "connecting"   # TCP connect in progress
+TUNNELING = "tunneling"     # asking an HTTP proxy for a CONNECT tunnel
 HANDSHAKING = "handshaking" # TLS handshake in progress
 EXCHANGING = "exchanging"   # request being sent and/or response being received
 FINISHED = "done"           # the consumer's close() has been (or is about to be) called
@@ -140,6 +144,12 @@ class _Target:
             self.authorization = "Basic " + b64encode(credentials.encode("utf-8")).decode("ascii")
 
 
+def _is_body_source(body):
+    """A body streamed in pieces (:class:`~clients.http.bodies.FileBody`): a ``length`` and
+    a ``chunks()`` method giving a fresh pass over exactly that many bytes."""
+    return hasattr(body, "chunks") and isinstance(getattr(body, "length", None), int)
+
+
 def _quote_unsafe(text):
     """Percent-encode what cannot appear raw in a request target (controls, space, non-ASCII)."""
     if text.isascii() and text.isprintable() and " " not in text:
@@ -175,10 +185,11 @@ def default_ssl_context():
     return _default_context
 
 
-def make_ssl_context(cafile=None, insecure=False):
-    """A client TLS context: verifies against the system store, or ``cafile`` when given;
-    ``insecure`` turns off certificate and hostname verification."""
-    context = ssl.create_default_context(cafile=cafile)
+def make_ssl_context(cafile=None, insecure=False, capath=None):
+    """A client TLS context: verifies against the system store, or ``cafile`` / ``capath`` (a
+    directory of hashed certificates) when given; ``insecure`` turns off certificate and
+    hostname verification."""
+    context = ssl.create_default_context(cafile=cafile, capath=capath)
     if insecure:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -347,18 +358,29 @@ class AsyncHTTP(Dispatcher):
     """One HTTP request on the reactor, reporting to ``consumer``.
 
     ``uri`` is an absolute http(s) URL; ``headers`` a mapping or list of pairs (``Host``,
-    ``User-Agent`` and ``Accept`` are added unless given); ``body`` bytes or str (UTF-8).
+    ``User-Agent`` and ``Accept`` are added unless given; a value None sends neither the field
+    nor its default); ``body`` bytes, str (UTF-8) or a
+    :class:`~clients.http.bodies.FileBody` (streamed from disk).
     ``timeout`` (seconds, None for none) bounds name resolution + connect + TLS handshake, and
     separately each wait for the server once connected.  ``reactor`` defaults to the default
     reactor; ``ssl_context`` to :func:`default_ssl_context`; ``pool=False`` uses (and leaves)
     a fresh connection.
 
+    Keywords for programs that need more (all passed on to the hops of a redirect chain):
+    ``connect_timeout`` bounds resolve + connect + tunnel + TLS instead of ``timeout``;
+    ``family`` (``socket.AF_INET`` or ``AF_INET6``) keeps only addresses of that family;
+    ``proxy`` is a function of the URL giving the :class:`~clients.http.proxy.Proxy` to go
+    through, or None (it may raise ValueError for one it cannot use); ``observer`` is told what
+    happens on the wire (see :meth:`_observe`).
+
     Attributes the consumer reads: ``status`` — ``(version, code, reason)`` such as
     ``("HTTP/1.1", 200, "OK")``, or None until a head arrived and on failure; ``header`` — a
     :class:`HeaderMap`; ``error`` — None, or why the request failed (set before ``close()``,
-    also after ``http_header`` when the body fails); ``url``; ``trailers``; ``interim`` (the
+    also after ``http_header`` when the body fails); ``failure`` — the class of that failure,
+    one of the names in :mod:`clients.http.failures`; ``url``; ``trailers``; ``interim`` (the
     1xx responses skipped, as ``(code, reason)``); ``reused`` (the connection came from the
-    pool); ``history`` (set by :class:`~clients.http.Redirect` on the final request).
+    pool); ``history`` (set by :class:`~clients.http.Redirect` on the final request);
+    ``via`` (the Proxy used, or None).
     """
 
     #: Bytes asked of the socket per read (TLS reads continue while the socket has ``pending()``).
@@ -369,7 +391,8 @@ class AsyncHTTP(Dispatcher):
     max_interim = 100
 
     def __init__(self, uri, consumer, method="GET", headers=None, body=None,
-                 timeout=DEFAULT_TIMEOUT, *, reactor=None, ssl_context=None, pool=True):
+                 timeout=DEFAULT_TIMEOUT, *, reactor=None, ssl_context=None, pool=True,
+                 connect_timeout=None, family=socket.AF_UNSPEC, proxy=None, observer=None):
         reactor = reactor or get_reactor()
         Dispatcher.__init__(self, None, reactor.map)
         self.url = uri
@@ -385,17 +408,23 @@ class AsyncHTTP(Dispatcher):
             body = body.encode("utf-8")
         elif isinstance(body, (bytearray, memoryview)):
             body = bytes(body)
-        elif body is not None and not isinstance(body, bytes):
+        elif body is not None and not isinstance(body, bytes) and not _is_body_source(body):
             self._invalid = "body must be bytes or str, not %s" % type(body).__name__
             body = None
         self.body = body
         self.timeout = timeout
+        self.connect_timeout = timeout if connect_timeout is None else connect_timeout
+        self.family = family
+        self.proxy = proxy
+        self.observer = observer
+        self.via = None
         self.ssl_context = ssl_context
         self.use_pool = pool
         self.phase = NEW
         self.status = None
         self.header = None
         self.error = None
+        self.failure = None
         self.trailers = None
         self.interim = []
         self.history = []
@@ -410,6 +439,8 @@ class AsyncHTTP(Dispatcher):
         self._connect_timer = None
         self._outq = collections.deque()
         self._out_off = 0
+        self._body_chunks = None      # the rest of a streamed body, being sent
+        self._tunnel = None
         self._tls_wants_write = False
         self._bytes_in = 0            # bytes received on this connection for this request
         self._body_bytes = 0
@@ -448,19 +479,26 @@ class AsyncHTTP(Dispatcher):
         try:
             self._target = target = _Target(self.url)
         except (ValueError, UnicodeError) as exc:
-            return self._fail("bad URL: %s" % (exc,))
+            return self._fail("bad URL: %s" % (exc,), failures.BAD_URL)
+        if self.proxy is not None:
+            try:
+                self.via = self.proxy(self.url)
+            except ValueError as exc:
+                return self._fail(str(exc), failures.CONNECT)
         try:
             if self._invalid is not None:
                 raise ValueError(self._invalid)
             self._request = self._build_request(target)
         except (ProtocolError, TypeError, ValueError) as exc:
-            return self._fail("invalid request: %s" % (exc,))
+            return self._fail("invalid request: %s" % (exc,), failures.BAD_REQUEST)
         if target.scheme == "https":
             if self.ssl_context is None:
                 self.ssl_context = default_ssl_context()
             self._key = (target.scheme, target.host, target.port, self.ssl_context)
         else:
             self._key = (target.scheme, target.host, target.port, None)
+        if self.via is not None:
+            self._key += self.via.key
         if self.use_pool:
             idle = connection_pool(self.reactor).checkout(self._key)
             if idle is not None:
@@ -468,38 +506,74 @@ class AsyncHTTP(Dispatcher):
         self._connect_fresh()
 
     def _build_request(self, target):
-        given = Headers(self.request_headers)
-        fields = [] if "host" in given else [("Host", target.host_header)]
+        # A field given with the value None is not sent, and keeps its default out too.
+        given = Headers([field for field in self.request_headers if field[1] is not None])
+        given_names = {name.lower() for name, _ in self.request_headers}
+        fields = [] if "host" in given_names else [("Host", target.host_header)]
         fields += given.items()
-        if "user-agent" not in given:
+        if "user-agent" not in given_names:
             fields.append(("User-Agent", USER_AGENT))
-        if "accept" not in given:
+        if "accept" not in given_names:
             fields.append(("Accept", "*/*"))
-        if target.authorization and "authorization" not in given:
+        if target.authorization and "authorization" not in given_names:
             fields.append(("Authorization", target.authorization))
-        return Request(self.method, target.target, Headers._trusted(fields))
+        request_target = target.target
+        if self.via is not None and target.scheme == "http":
+            # Forwarded by the proxy: the absolute form, and the proxy's credentials.
+            request_target = "http://%s%s" % (target.host_header, target.target)
+            if self.via.authorization and "proxy-authorization" not in given_names:
+                fields.append(("Proxy-Authorization", self.via.authorization))
+        return Request(self.method, request_target, Headers._trusted(fields))
+
+    def _observe(self, event, *args):
+        """Tell the observer (if it has a method named ``event``) what just happened:
+        ``resolving(request, host)``, ``connecting(request, sockaddr)``,
+        ``connected(request, sockaddr, local_sockaddr)``, ``tunnel_request(request, bytes)``,
+        ``tunnel_response(request, Response)``, ``tls_established(request, ssl_socket)``,
+        ``reusing(request)``, ``request_sent(request, head_bytes)`` (the head queued),
+        ``interim_head(request, InformationalResponse)``, ``response_head(request)`` (before
+        the consumer's ``http_header``).  The observer only watches: it must not raise, nor
+        end the request from inside these calls (``call_soon`` an ``abort`` instead)."""
+        method = getattr(self.observer, event, None)
+        if method is not None:
+            method(self, *args)
+
+    def _peer(self):
+        """``(host, port)`` of the TCP peer: the proxy when there is one."""
+        if self.via is not None:
+            return self.via.host, self.via.port
+        return self._target.host, self._target.port
 
     def _connect_fresh(self):
-        host, port = self._target.host, self._target.port
-        if self.timeout is not None:
-            self._connect_timer = self.call_later(self.timeout, self._connect_timed_out)
+        host, port = self._peer()
+        if self.connect_timeout is not None:
+            self._connect_timer = self.call_later(self.connect_timeout, self._connect_timed_out)
         addresses = _addresses_without_lookup(host, port)
         if addresses is not None:
-            self._addresses = addresses
+            self._addresses = self._of_family(addresses)
             self._try_next_address()
         else:
             self.phase = RESOLVING
+            self._observe("resolving", host)
             self._lookup = _Lookup(self.reactor, host, port, self._resolved)
+
+    def _of_family(self, addresses):
+        if self.family == socket.AF_UNSPEC:
+            return addresses
+        return [address for address in addresses if address[0] == self.family]
 
     def _resolved(self, lookup, addresses, exc):
         if lookup is not self._lookup or self.phase != RESOLVING:
             return
         self._lookup = None
+        host = self._peer()[0]
+        failure = failures.RESOLVE if self.via is None else failures.RESOLVE_PROXY
         if exc is not None:
             reason = exc.strerror if isinstance(exc, socket.gaierror) and exc.strerror else exc
-            return self._fail("cannot resolve %r: %s" % (self._target.host, reason))
+            return self._fail("cannot resolve %r: %s" % (host, reason), failure)
+        addresses = self._of_family(addresses)
         if not addresses:
-            return self._fail("cannot resolve %r: no addresses" % (self._target.host,))
+            return self._fail("cannot resolve %r: no addresses" % (host,), failure)
         self._addresses = addresses
         self._try_next_address()
 
@@ -511,16 +585,19 @@ class AsyncHTTP(Dispatcher):
             try:
                 self.create_socket(family, socket.SOCK_STREAM)
                 self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self._observe("connecting", sockaddr)
                 self.connect(sockaddr)
                 return
             except OSError as exc:
                 self._connect_error = exc
                 self._drop_socket()
-        self._fail(self._connect_failure_message())
+        self._fail(self._connect_failure_message(), failures.CONNECT)
 
     def _connect_failure_message(self):
         exc = self._connect_error
-        where = "%s:%d" % (self._target.host, self._target.port)
+        where = "%s:%d" % self._peer()
+        if exc is None:
+            return "cannot connect to %s: no address of the family asked for" % where
         if isinstance(exc, ConnectionRefusedError):
             return "connection refused by %s" % where
         reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else exc
@@ -535,23 +612,59 @@ class AsyncHTTP(Dispatcher):
         self._connect_timer = None
         target = self._target
         if self.phase == RESOLVING:
-            what = "resolving %r" % target.host
+            what = "resolving %r" % self._peer()[0]
         elif self.phase == HANDSHAKING:
             what = "in the TLS handshake with %s:%d" % (target.host, target.port)
+        elif self.phase == TUNNELING:
+            what = "waiting for the proxy's CONNECT tunnel to %s:%d" % (target.host, target.port)
         else:
-            what = "connecting to %s:%d" % (target.host, target.port)
-        self._fail("timed out %s after %gs" % (what, self.timeout))
+            what = "connecting to %s:%d" % self._peer()
+        self._fail("timed out %s after %gs" % (what, self.connect_timeout), failures.TIMEOUT)
 
     def handle_connect(self):
-        """TCP is up: start TLS, or send the request."""
+        """TCP is up: ask the proxy for a tunnel, start TLS, or send the request."""
         self._conn = Connection(CLIENT)
+        if self.observer is not None:
+            try:
+                local = self.socket.getsockname()
+            except OSError:
+                local = None
+            self._observe("connected", self.addr, local)
         if self._target.scheme == "https":
-            self.phase = HANDSHAKING
-            self.socket = self.ssl_context.wrap_socket(
-                self.socket, server_hostname=self._target.host, do_handshake_on_connect=False)
-            self._handshake()
+            if self.via is not None:
+                return self._open_tunnel()
+            self._start_tls()
         else:
             self._established()
+
+    def _start_tls(self):
+        self.phase = HANDSHAKING
+        self.socket = self.ssl_context.wrap_socket(
+            self.socket, server_hostname=self._target.host, do_handshake_on_connect=False)
+        self._handshake()
+
+    def _open_tunnel(self):
+        target = self._target
+        host = "[%s]" % target.host if ":" in target.host else target.host
+        self._tunnel = Tunnel("%s:%d" % (host, target.port), self.via.authorization)
+        self.phase = TUNNELING
+        self._observe("tunnel_request", self._tunnel.request)
+        self._outq.append(self._tunnel.request)
+        self._flush()
+        if self._outq:
+            self.interest_changed()
+
+    def _tunnel_received(self, data):
+        try:
+            response = self._tunnel.receive(data)
+        except TunnelError as exc:
+            if exc.status is not None:
+                self._observe("tunnel_response", self._tunnel.response)
+            return self._fail(str(exc), failures.TUNNEL)
+        if response is not None:
+            self._observe("tunnel_response", response)
+            self._tunnel = None
+            self._start_tls()
 
     def _handshake(self):
         try:
@@ -562,14 +675,15 @@ class AsyncHTTP(Dispatcher):
             return self._want_tls(read=False, write=True)
         except ssl.SSLCertVerificationError as exc:
             return self._fail("TLS certificate verification failed for %s: %s (%s)" % (
-                self._target.host, exc.verify_message, exc.reason))
+                self._target.host, exc.verify_message, exc.reason), failures.CERTIFICATE)
         except ssl.SSLError as exc:
             return self._fail("TLS handshake with %s failed: %s" % (
-                self._target.host, exc.reason or exc))
+                self._target.host, exc.reason or exc), failures.TLS)
         except OSError as exc:
             return self._fail("connection lost during the TLS handshake: %s" % (
-                exc.strerror or str(exc) or "closed by the server"))
+                exc.strerror or str(exc) or "closed by the server"), failures.TLS)
         self._want_tls(read=True, write=False)
+        self._observe("tls_established", self.socket)
         self._established()
 
     def _adopt(self, sock, conn):
@@ -582,6 +696,7 @@ class AsyncHTTP(Dispatcher):
             self.addr = sock.getpeername()
         except OSError:
             pass
+        self._observe("reusing")
         self._established()
 
     def _established(self):
@@ -593,14 +708,36 @@ class AsyncHTTP(Dispatcher):
         self._bytes_in = 0
         if self.timeout is not None:
             self.set_idle_timeout(self.timeout)
+        body = self.body
         try:
-            data = self._conn.send_head_and_body(self._request, self.body or b"")
+            if _is_body_source(body):
+                data = self._conn.send_head_for_body(self._request, body.length)
+                self._body_chunks = iter(body.chunks())
+            else:
+                data = self._conn.send_head_and_body(self._request, body or b"")
         except ProtocolError as exc:
-            return self._fail("invalid request: %s" % (exc,))
+            return self._fail("invalid request: %s" % (exc,), failures.BAD_REQUEST)
+        if self.observer is not None:
+            self._observe("request_sent", data[:data.find(b"\r\n\r\n") + 4])
         self._outq.append(data)
         self._flush()
         if self._outq:
             self.interest_changed()
+
+    def _next_body_chunk(self):
+        """Queue the next piece of a streamed body; False when it is all queued (or failed)."""
+        try:
+            chunk = next(self._body_chunks, None)
+        except OSError as exc:
+            self._body_chunks = None
+            self._fail("cannot read the request body: %s" % (exc.strerror or exc,),
+                       failures.UPLOAD)
+            return False
+        if chunk is None:
+            self._body_chunks = None
+            return False
+        self._outq.append(chunk)
+        return True
 
     # ---------------------------------------------------------------- I/O
     def _flush(self):
@@ -619,14 +756,14 @@ class AsyncHTTP(Dispatcher):
             except OSError as exc:
                 q.clear()
                 self.interest_changed()
-                return self._lost(exc)
+                return self._lost(exc, failures.SEND)
             if not sent:
                 return
             off += sent
             if off >= len(head):
                 q.popleft()
                 off = 0
-                if not q:
+                if not q and (self._body_chunks is None or not self._next_body_chunk()):
                     self.interest_changed()
             self._out_off = off
 
@@ -677,12 +814,14 @@ class AsyncHTTP(Dispatcher):
             err = self.socket.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             return self._connect_failed(OSError(err, os.strerror(err)) if err else
                                         ConnectionResetError(errno.ECONNRESET, "connection closed"))
-        if self.phase == EXCHANGING:
+        if self.phase == EXCHANGING or self.phase == TUNNELING:
+            phase = self.phase
             self.handle_read()      # reports EOF or the error itself
-            if self.phase == EXCHANGING:
+            if self.phase == phase:
                 self._lost(ConnectionResetError(errno.ECONNRESET, "connection closed"))
         elif self.phase != FINISHED:
-            self._fail("connection closed by the server")
+            self._fail("connection closed by the server",
+                       failures.TLS if self.phase == HANDSHAKING else failures.RECEIVE)
 
     def handle_expt(self):
         pass                        # urgent data means nothing in HTTP
@@ -692,7 +831,8 @@ class AsyncHTTP(Dispatcher):
             what = "waiting for the response"
         else:
             what = "receiving the body (%d bytes so far)" % self._body_bytes
-        self._fail("timed out %s: nothing from the server for %gs" % (what, self.timeout))
+        self._fail("timed out %s: nothing from the server for %gs" % (what, self.timeout),
+                   failures.TIMEOUT)
 
     def handle_error(self):
         """An exception reached the reactor from this channel: it becomes the request's error."""
@@ -702,10 +842,12 @@ class AsyncHTTP(Dispatcher):
         if isinstance(exc, OSError):
             return self._lost(exc)
         log.error("internal error in %r", self, exc_info=True)
-        self._fail("internal error: %r" % (exc,))
+        self._fail("internal error: %r" % (exc,), failures.INTERNAL)
 
     # ---------------------------------------------------------------- responses
     def _received(self, data):
+        if self.phase == TUNNELING:
+            return self._tunnel_received(data)
         self._bytes_in += len(data)
         if not data:
             self._eof = True
@@ -732,14 +874,17 @@ class AsyncHTTP(Dispatcher):
             elif kind is InformationalResponse:
                 if len(self.interim) >= self.max_interim:
                     return self._fail("invalid response: more than %d informational (1xx) "
-                                      "responses" % self.max_interim)
+                                      "responses" % self.max_interim, failures.BAD_RESPONSE)
                 self.interim.append((event.status, event.reason))
+                self._observe("interim_head", event)
             elif event is PAUSED or kind is ConnectionClosed:
-                return self._fail("the server closed the connection without a response")
+                return self._fail("the server closed the connection without a response",
+                                  failures.EMPTY_REPLY)
 
     def _got_head(self, event):
         self.status = ("HTTP/" + event.version, event.status, event.reason)
         self.header = HeaderMap(event.headers)
+        self._observe("response_head")
         if (self.method != "HEAD" and event.status not in _NO_BODY_STATUSES
                 and "transfer-encoding" not in event.headers):
             length = event.headers.get("content-length")
@@ -751,7 +896,9 @@ class AsyncHTTP(Dispatcher):
         if self._eof and self._bytes_in == 0:
             if self._can_retry():
                 return self._retry("closed")
-            return self._fail("the server closed the connection without sending a response")
+            return self._fail("the server closed the connection without sending a response",
+                              failures.EMPTY_REPLY)
+        failure = failures.PARTIAL
         if self._eof and self.status is not None:
             if self._expected is not None:
                 reason = "connection closed after %d of %d body bytes" % (
@@ -763,7 +910,8 @@ class AsyncHTTP(Dispatcher):
             reason = "connection closed in the middle of the response head"
         else:
             reason = "invalid response: %s" % (exc,)
-        self._fail(reason)
+            failure = failures.BAD_RESPONSE
+        self._fail(reason, failure)
 
     def _complete(self, end):
         self.trailers = HeaderMap(end.trailers)
@@ -800,8 +948,9 @@ class AsyncHTTP(Dispatcher):
         self._reset_exchange()
         self._connect_fresh()
 
-    def _lost(self, exc):
-        """The connection broke (``exc``; None or an unclean TLS EOF: it closed) mid-exchange."""
+    def _lost(self, exc, failure=failures.RECEIVE):
+        """The connection broke (``exc``; None or an unclean TLS EOF: it closed) mid-exchange;
+        ``failure`` says whether it was found sending or receiving."""
         if self._can_retry():
             return self._retry(exc)
         if exc is None or isinstance(exc, ssl.SSLEOFError):
@@ -809,15 +958,16 @@ class AsyncHTTP(Dispatcher):
                 self._eof = True
                 self._conn.receive_data(b"")
                 return self._pump()
-            return self._fail("connection closed by the server")
+            return self._fail("connection closed by the server", failures.RECEIVE)
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         if self.status is not None:
             return self._fail("connection lost after %d body bytes: %s" % (
-                self._body_bytes, reason))
-        self._fail("connection lost: %s" % (reason,))
+                self._body_bytes, reason), failure)
+        self._fail("connection lost: %s" % (reason,), failure)
 
     def _reset_exchange(self):
         self._conn = None
+        self._close_body()
         self._outq.clear()
         self._out_off = 0
         self._tls_wants_write = False
@@ -844,11 +994,20 @@ class AsyncHTTP(Dispatcher):
         self.socket = None
         self.connected = False
 
-    def _fail(self, reason):
-        """End the request with ``reason``: the consumer hears of it through its callbacks."""
+    def _close_body(self):
+        """Stop streaming the body (closes its open file, if any)."""
+        chunks, self._body_chunks = self._body_chunks, None
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+    def _fail(self, reason, failure):
+        """End the request with ``reason`` (``failure`` names its class, see
+        :mod:`clients.http.failures`): the consumer hears of it through its callbacks."""
         if self.phase == FINISHED:
             return
         self.error = reason
+        self.failure = failure
         log.debug("%r failed: %s", self, reason)
         header_seen = self.status is not None
         self._teardown()
@@ -856,6 +1015,11 @@ class AsyncHTTP(Dispatcher):
             self.status = None
             self._call("http_header", self)
         self._notify_close()
+
+    def abort(self, reason, failure=failures.ABORTED):
+        """End the request as failed with ``reason`` (a program's own time limit, say): like
+        any failure, ``error`` and ``failure`` are set and the consumer is told."""
+        self._fail(reason, failure)
 
     def close(self):
         """End the request now (the consumer may call this, e.g. from ``http_header``).
@@ -876,6 +1040,7 @@ class AsyncHTTP(Dispatcher):
         if self._lookup is not None:
             self._lookup.cancel()
             self._lookup = None
+        self._close_body()
         self._outq.clear()
         Dispatcher.close(self)      # leaves the map, cancels this channel's timers, closes
         self.socket = None
@@ -895,6 +1060,7 @@ class AsyncHTTP(Dispatcher):
                       exc_info=True)
             if self.phase != FINISHED:
                 self.error = "consumer %s() raised %s: %s" % (name, type(exc).__name__, exc)
+                self.failure = failures.INTERNAL
                 self._teardown()
                 self._close_pending = True
         finally:
@@ -923,7 +1089,9 @@ class AsyncHTTP(Dispatcher):
         """Start another request with this one's timeout, reactor, TLS context and pool setting
         (how :class:`~clients.http.Redirect` issues the next hop)."""
         return AsyncHTTP(uri, consumer, method, headers, body, self.timeout,
-                         reactor=self.reactor, ssl_context=self.ssl_context, pool=self.use_pool)
+                         reactor=self.reactor, ssl_context=self.ssl_context, pool=self.use_pool,
+                         connect_timeout=self.connect_timeout, family=self.family,
+                         proxy=self.proxy, observer=self.observer)
 
 
 # ------------------------------------------------------------------------------ sync API

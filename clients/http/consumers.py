@@ -9,8 +9,11 @@
 """
 import os
 import secrets
+import stat
 
-from .redirects import REDIRECT_STATUSES, PlannedRequest, RedirectError, RedirectPolicy
+from . import failures
+from .redirects import (NOT_HTTP, REDIRECT_STATUSES, PlannedRequest, RedirectError,
+                        RedirectPolicy, UnsupportedRedirect)
 
 __all__ = ["Redirect", "Collector", "SaveToFile", "MAX_REDIRECT_BODY"]
 
@@ -54,6 +57,7 @@ class Redirect:
             except (RedirectError, ValueError) as exc:
                 request.status = None
                 request.error = "%s (after %d redirects)" % (exc, len(self.history))
+                request.failure = _redirect_failure(exc)
                 self._deliver(request)
                 request.close()
                 return
@@ -88,6 +92,15 @@ class Redirect:
         self.consumer.close()
 
 
+def _redirect_failure(exc):
+    """The :mod:`~clients.http.failures` name for a redirect that is not followed."""
+    if not isinstance(exc, UnsupportedRedirect):
+        return failures.TOO_MANY_REDIRECTS
+    if exc.reason == NOT_HTTP:
+        return failures.REDIRECT_SCHEME
+    return failures.BAD_REDIRECT
+
+
 class Collector:
     """Keeps the response: ``request`` (after ``http_header``), ``body`` (bytes), ``closed``."""
 
@@ -117,6 +130,10 @@ class SaveToFile:
     at ``close()`` it is renamed over ``path`` if the request succeeded and ``accept(request)``
     (default: always) says yes, else removed.  ``overwrite=False`` refuses an existing
     ``path`` (the request is closed with ``error`` saying so).  ``saved`` tells the outcome.
+
+    As with curl, a ``path`` that is a symlink has its target replaced (the link stays), and
+    one that is not a regular file (a device such as ``/dev/null``, a FIFO) is written to
+    directly: renaming over it would destroy it.
     """
 
     def __init__(self, path, accept=None, overwrite=True):
@@ -127,7 +144,8 @@ class SaveToFile:
         self.saved = False
         self.error = None
         self._file = None
-        self._temp = None
+        self._temp = None           # the hidden file being written, when not written in place
+        self._target = None         # what it is renamed over: the real path of ``path``
 
     def http_header(self, request):
         self.request = request
@@ -135,12 +153,20 @@ class SaveToFile:
             return
         if not self.overwrite and os.path.exists(self.path):
             self.error = request.error = "refusing to overwrite existing file %r" % (self.path,)
+            request.failure = failures.WRITE
             request.close()
             return
-        self._open_temp()
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            st = None
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            self._file = open(self.path, "wb")     # a device or FIFO: into it, as it is
+            return
+        self._open_temp(os.path.realpath(self.path))
 
-    def _open_temp(self):
-        folder, name = os.path.split(os.path.abspath(self.path))
+    def _open_temp(self, target):
+        folder, name = os.path.split(target)
         for _ in range(100):
             temp = os.path.join(folder, ".%s.%s.part" % (name, secrets.token_hex(4)))
             try:
@@ -149,6 +175,7 @@ class SaveToFile:
             except FileExistsError:
                 continue
             self._temp = temp
+            self._target = target
             self._file = os.fdopen(fd, "wb")
             return
         raise FileExistsError("no free temporary name beside %r" % (self.path,))
@@ -165,16 +192,18 @@ class SaveToFile:
         try:
             self._file.close()
             if ok and (self.accept is None or self.accept(request)):
-                if self.overwrite:
-                    os.replace(self._temp, self.path)
+                if self._temp is None:
+                    pass                                # written in place
+                elif self.overwrite:
+                    os.replace(self._temp, self._target)
                 else:
-                    os.link(self._temp, self.path)      # atomic: fails if the name exists
+                    os.link(self._temp, self._target)   # atomic: fails if the name exists
                 self.saved = True
         except OSError as exc:
             self.error = "cannot save %r: %s" % (self.path, exc.strerror or exc)
         finally:
             self._file = None
-            if not self.saved or not self.overwrite:
+            if self._temp is not None and (not self.saved or not self.overwrite):
                 try:
                     os.unlink(self._temp)
                 except OSError:

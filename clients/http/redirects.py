@@ -26,12 +26,14 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 __all__ = [
-    "REDIRECT_STATUSES", "BODY_HEADERS", "CREDENTIAL_HEADERS",
+    "REDIRECT_STATUSES", "BODY_HEADERS", "CREDENTIAL_HEADERS", "NOT_HTTP",
     "RedirectError", "TooManyRedirects", "RedirectLoop", "UnsupportedRedirect",
     "PlannedRequest", "next_request", "RedirectPolicy",
 ]
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+#: The ``reason`` of an UnsupportedRedirect to a scheme the client does not speak.
+NOT_HTTP = "not an http(s) URL"
 
 #: Headers that describe a request body, dropped with it when a redirect turns into GET
 #: (the Fetch standard's request-body-header names plus framing and ``Expect``).
@@ -149,7 +151,7 @@ def _resolve(base: str, location: str | None) -> str:
     try:
         parts = urlsplit(urljoin(base, location))
         if parts.scheme not in _DEFAULT_PORTS:
-            raise UnsupportedRedirect("not an http(s) URL", location)
+            raise UnsupportedRedirect(NOT_HTTP, location)
         if not parts.hostname:
             raise UnsupportedRedirect("no host in Location", location)
         parts.port  # raises ValueError for a non-numeric or out-of-range port
@@ -196,5 +198,9 @@ def _keeps_credentials(old_url: str, new_url: str) -> bool:
 
 def _loop_key(request: PlannedRequest) -> tuple:
     parts = urlsplit(request.url)
-    body = None if request.body is None else bytes(request.body)
+    body = request.body
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        body = bytes(body)
+    elif body is not None:
+        body = ("streamed", id(body))   # a body read from disk on each send: itself is the key
     return (request.method, _origin(request.url), parts.path or "/", parts.query, body)

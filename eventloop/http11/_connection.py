@@ -116,7 +116,8 @@ class Connection:
     _peer_version = None        # HTTP version of this cycle's request, as seen by a server
     peer_keep_alive = None      # whether the peer's last message head asked to keep the connection
     _waiting_100 = False        # this cycle's request carried Expect: 100-continue
-    _error = None               # the RemoteProtocolError that put their_state in ERROR
+    _error = None               # (message, status hint) of the RemoteProtocolError that put their_state
+                                # in ERROR; not the exception, whose traceback holds our caller's frames
 
     def __init__(self, our_role, *, max_line=8192, max_head=65536, max_fields=100, max_body=None,
                  max_chunk_line=4096):
@@ -179,8 +180,8 @@ class Connection:
         """
         state = self.their_state
         if state == ERROR:
-            raise RemoteProtocolError(f"the peer already broke the protocol: {self._error}",
-                                      self._error.error_status_hint)
+            message, status = self._error
+            raise RemoteProtocolError(f"the peer already broke the protocol: {message}", status)
         try:
             if state == SEND_BODY:
                 event = self._reader.read(self._buf, self._closed)
@@ -221,7 +222,7 @@ class Connection:
             return ConnectionClosed()
         except RemoteProtocolError as exc:
             self.their_state = ERROR
-            self._error = exc
+            self._error = (str(exc), exc.error_status_hint)
             self._keep_alive = False
             self._settle()
             raise

@@ -35,7 +35,8 @@ class HTTPRequest:
     ``method``, ``target`` (as sent), ``path`` (the target's path, still percent-encoded),
     ``query`` (after ``?``, without it; "" if none), ``version`` ("1.1" or "1.0"), ``headers``
     (an :class:`eventloop.http11.Headers`: ``get(name)``, ``get_all(name)``, iteration over
-    ``(name, value)`` pairs), ``body`` (bytes), ``client_address``.  ``status`` is the status
+    ``(name, value)`` pairs), ``body`` (bytes; b"" when the handler's ``will_read_body`` said
+    no: the body was dropped as it arrived), ``client_address``.  ``status`` is the status
     sent (None before), ``sent_bytes`` the body bytes sent so far.
     """
 
@@ -171,8 +172,11 @@ class Handler:
             method(self, request)
 
     def will_read_body(self, request):
-        """Whether :meth:`handle` uses the body: a client that sent ``Expect: 100-continue`` gets
-        ``100 Continue`` if so, else the answer at once (and the connection closes after it)."""
+        """Whether :meth:`handle` uses the body, asked once per request that has one.  If not, the
+        body is dropped as it arrives (``request.body`` stays b""), and a client that sent
+        ``Expect: 100-continue`` gets the answer at once (the connection closes after it); if so,
+        it is kept in memory (within the server's ``max_buffered_bodies``), after
+        ``100 Continue`` when the client asked for it."""
         return request.method in self._do or type(self).handle is not Handler.handle
 
     def method_not_allowed(self, request):

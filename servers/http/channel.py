@@ -7,10 +7,19 @@ between requests), read the body (at most ``max_body`` bytes; ``100 Continue`` f
 client asked for it and the application will read the body), let the application answer, then
 start over with the next (possibly already received, pipelined) request.
 
+A body the application does not read (``app.will_read_body(request)`` is False) is read and
+dropped as it arrives, so the connection stays usable and the body costs no memory.  One it reads
+is kept only once the server's :class:`BodyBudget` has room for all of it; until then the channel
+waits with reading paused (and sends no ``100 Continue``).
+
 Back-pressure, the invariant that keeps memory bounded: while output is queued (the client
 is not reading fast enough) or the application has not finished its response, the channel
 neither reads from the socket nor parses further requests.  Large files are queued as
-:class:`eventloop.FileProducer` and sent with ``os.sendfile``.
+:class:`eventloop.FileProducer` and sent with ``os.sendfile``.  While the application works,
+the channel looks every ``io_timeout`` whether the client has gone, and closes if so.
+
+A closed channel is freed by reference counting alone: it breaks its cycles (its timer, its
+request) when it closes, and keeps no exception (their tracebacks hold frames).
 
 A connection that broke the protocol gets its 4xx with ``Connection: close``.  A close after a
 response is "lingering": the channel shuts down its sending side and discards input until the
@@ -29,7 +38,7 @@ import os
 import socket
 import sys
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from http import HTTPStatus
 
 from eventloop import Dispatcher, DispatcherWithSend, FileProducer, get_reactor, static_interest
@@ -41,7 +50,7 @@ from eventloop.reactor import DISCONNECTED
 from . import files
 from .app import _DONE, _NOT_STARTED, _STREAMING, HTTPRequest
 
-__all__ = ["HTTPServer", "HTTPChannel", "SERVER_NAME", "bind_socket", "current_date"]
+__all__ = ["HTTPServer", "HTTPChannel", "BodyBudget", "SERVER_NAME", "bind_socket", "current_date"]
 
 #: The ``Server`` header value.
 SERVER_NAME = "eventloop-http/0.1 Python/%d.%d" % sys.version_info[:2]
@@ -60,6 +69,12 @@ _MSG_MORE = getattr(socket, "MSG_MORE", 0)
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 _HAVE_SENDFILE = hasattr(os, "sendfile")
 _GATHER_MIN = 16 << 10     # bodies from this size are not concatenated to their head
+
+# What a channel does with the body of the request it reads: _body is None until its first
+# piece, then that piece (bytes), then a bytearray; or _DISCARD, when no one will read it.
+_DISCARD = object()
+# Where a channel stands with its server's BodyBudget.
+_NO_ROOM, _ROOM_WAITING, _ROOM_HELD = 0, 1, 2
 
 # How the response head speaks about the connection (the ``Connection`` field it gets).
 _KEEP, _CLOSE, _KEEP10 = 0, 1, 2
@@ -117,17 +132,113 @@ def bind_socket(address, reuse_port=False):
     return sock
 
 
+def _ignore():
+    """The callback of a closed channel's cancelled timer, which waits in the reactor's heap
+    until its deadline: it must not keep the channel alive till then."""
+
+
+class BodyBudget:
+    """The bytes of request bodies a server holds before its handlers take them: at most ``limit``.
+
+    A connection reserves the whole size of a body (its Content-Length; ``max_body`` when it is
+    chunked, its size unknown) before it keeps any of it, and gives it back when the handler gets
+    the body or the request fails.  So what is held never exceeds ``limit``, and no connection
+    ever waits for room that another one can only free by receiving more: no deadlock.
+    Reservations are granted in arrival order: one that does not fit waits (its connection with
+    reading paused), and every later one waits behind it, so a large body is not starved by small
+    ones.  While one waits, a reservation held for ``patience`` seconds (the server's io_timeout)
+    is taken back and its connection answered 408: clients that hold partial bodies cannot keep
+    the others waiting for longer than that.
+    """
+
+    def __init__(self, limit, reactor, patience):
+        self.limit = limit
+        self.held = 0
+        self._reactor = reactor
+        self._patience = patience
+        self._holders = OrderedDict()       # channel -> (size, when granted), oldest first
+        self._waiting = OrderedDict()       # channel -> size, in arrival order
+        self._timer = None
+
+    def __len__(self):
+        """How many connections hold a reservation."""
+        return len(self._holders)
+
+    @property
+    def waiting(self):
+        """How many connections wait for room."""
+        return len(self._waiting)
+
+    def reserve(self, channel, size):
+        """True when ``size`` bytes are granted to ``channel`` at once; else it waits, and
+        ``channel._room_granted()`` is called when they are (or ``channel._timed_out()``)."""
+        if not self._waiting and self.held + size <= self.limit:
+            self._grant(channel, size)
+            return True
+        self._waiting[channel] = size
+        self._watch()
+        return False
+
+    def release(self, channel):
+        """Give back what ``channel`` holds, or stop it waiting; nothing if it does neither."""
+        entry = self._holders.pop(channel, None)
+        if entry is not None:
+            self.held -= entry[0]
+        elif self._waiting.pop(channel, None) is None:
+            return
+        self._grant_waiting()
+
+    def _grant(self, channel, size):
+        self.held += size
+        self._holders[channel] = (size, self._reactor.clock())
+
+    def _grant_waiting(self):
+        waiting = self._waiting
+        while waiting:
+            channel, size = next(iter(waiting.items()))
+            if self.held + size > self.limit:
+                return
+            del waiting[channel]
+            self._grant(channel, size)
+            channel._room_granted()
+
+    def _watch(self):
+        """Someone waits: check the oldest reservation when it is ``patience`` seconds old."""
+        timer = self._timer
+        if self._holders and (timer is None or not timer.pending):
+            granted = next(iter(self._holders.values()))[1]
+            self._timer = self._reactor.call_at(granted + self._patience, self._take_back)
+
+    def _take_back(self):
+        self._timer = None
+        holders = self._holders
+        now = self._reactor.clock()
+        while self._waiting and holders:
+            channel, (_, granted) = next(iter(holders.items()))
+            if granted + self._patience > now:
+                self._watch()
+                return
+            try:
+                channel._timed_out()        # 408, and the reservation given back
+            except Exception:
+                channel.handle_error()      # as the reactor treats a channel's own timer
+            self.release(channel)
+
+
 class HTTPServer(Dispatcher):
     """Listens on ``address`` (or on ``sock``, bound already) and serves ``app`` on each connection.
 
     ``app`` has ``handle(request)`` and ``will_read_body(request)`` (see
     :class:`servers.http.app.Handler`); default: static files of the current directory.
-    ``max_body``: largest request body accepted (413 beyond); ``head_timeout``: seconds for a
-    request head to arrive, from its first byte (from the accept for the first request);
-    ``keepalive_timeout``: seconds an idle connection is kept between requests; ``io_timeout``:
-    seconds a transfer (body upload, response download) may make no progress; ``reactor``:
-    where to run (default: the default reactor).  ``server_address`` is the bound address
-    (with the real port when port 0 was asked for).
+    ``max_body``: largest request body accepted (413 beyond; None: up to
+    ``max_buffered_bodies``); ``max_buffered_bodies``: bytes of request bodies held, across all
+    connections, before their handlers take them (default: 64 MiB, or ``max_body`` if larger;
+    see :class:`BodyBudget`; a body no handler reads is dropped as it arrives and costs
+    nothing); ``head_timeout``: seconds for a request head to arrive, from its first byte (from
+    the accept for the first request); ``keepalive_timeout``: seconds an idle connection is
+    kept between requests; ``io_timeout``: seconds a transfer (body upload, response download)
+    may make no progress; ``reactor``: where to run (default: the default reactor).
+    ``server_address`` is the bound address (with the real port when port 0 was asked for).
     """
 
     accept_batch = 64
@@ -135,7 +246,13 @@ class HTTPServer(Dispatcher):
 
     def __init__(self, address=("", 8000), app=None, *, sock=None, reactor=None,
                  max_body=1 << 20, head_timeout=10.0, keepalive_timeout=5.0, io_timeout=60.0,
-                 backlog=1024, server_name=SERVER_NAME, channel_class=None):
+                 backlog=1024, server_name=SERVER_NAME, channel_class=None,
+                 max_buffered_bodies=None):
+        if max_buffered_bodies is None:
+            max_buffered_bodies = max(64 << 20, max_body or 0)
+        elif max_body is not None and max_buffered_bodies < max_body:
+            raise ValueError("max_buffered_bodies (%d) must be at least max_body (%d)"
+                             % (max_buffered_bodies, max_body))
         if reactor is None:
             reactor = get_reactor()
         Dispatcher.__init__(self, map=reactor.map)
@@ -143,7 +260,9 @@ class HTTPServer(Dispatcher):
             from .static import StaticFiles
             app = StaticFiles(".")
         self.app = app
-        self.max_body = max_body
+        self.max_body = max_buffered_bodies if max_body is None else max_body
+        self.body_budget = BodyBudget(max_buffered_bodies, reactor, io_timeout)
+        self._reactor = reactor
         self.head_timeout = head_timeout
         self.keepalive_timeout = keepalive_timeout
         self.io_timeout = io_timeout
@@ -279,7 +398,8 @@ class HTTPChannel(DispatcherWithSend):
 
     # State every connection starts with; an instance gets its own value once it changes.
     _req = None                 # the request being read or answered
-    _body = None                # pieces of its body, while they arrive
+    _body = None                # its body, while it arrives (see _DISCARD)
+    _room = _NO_ROOM            # for that body in the server's BodyBudget
     _dispatched = False         # the application has the request
     _in_process = False         # _process is running (it is not re-entered)
     _closing = False            # close (lingering) once the output queue is empty
@@ -391,7 +511,10 @@ class HTTPChannel(DispatcherWithSend):
             req = self._req
             if req is not None and self._dispatched:
                 if req._state != _DONE:
-                    self.pause_reading()        # the application is still answering
+                    # The application is still answering: wait, and meanwhile look every
+                    # io_timeout whether the client is still there (_on_timer).
+                    self.pause_reading()
+                    self._arm(self._last_io + self.server.io_timeout)
                     return
                 if conn.our_state == DONE and conn.their_state == DONE:
                     self._next_cycle()
@@ -413,17 +536,28 @@ class HTTPChannel(DispatcherWithSend):
                 self._body = None
                 self._dispatched = False
             elif t is Data:
-                if not self._dispatched:
+                body = self._body
+                if body is None:
+                    waiting = not self._admit_body(req)
                     if self._body is None:
-                        self._body = [event.data]
-                    else:
-                        self._body.append(event.data)
+                        self._body = event.data
+                    if waiting:
+                        return          # reading stays paused until the body has room
+                elif body is not _DISCARD:
+                    if type(body) is bytes:
+                        # A bytearray, not a list of pieces: a body of many tiny chunks
+                        # costs its length, not a bytes object per chunk.
+                        body = self._body = bytearray(body)
+                    body += event.data
             elif t is EndOfMessage:
                 if not self._dispatched:
                     body = self._body
-                    if body is not None:
-                        req.body = body[0] if len(body) == 1 else b"".join(body)
+                    if body is not None:            # (never None while room is held)
+                        if body is not _DISCARD:
+                            req.body = body if type(body) is bytes else bytes(body)
                         self._body = None
+                        if self._room:
+                            self._release_room()
                     self._dispatch(req)
             elif event is NEED_DATA:
                 if req is None and self._head_since is None:
@@ -457,21 +591,58 @@ class HTTPChannel(DispatcherWithSend):
         if req is not None:
             if not self._dispatched:
                 self._arm(self._last_io + self.server.io_timeout)    # waiting for the body
-            if not self._dispatched and conn.they_are_waiting_for_100_continue:
-                will_read_body = getattr(self.app, "will_read_body", None)
-                if will_read_body is None or will_read_body(req):
-                    self._write(conn.send(_CONTINUE))
-                else:
-                    # Answer now; the client may or may not send the body, so close after.
-                    req._close = True
-                    self._dispatch(req)
-                    if self._closing or not self.connected:
-                        return
+                if self._room == _ROOM_WAITING:
+                    return              # reading stays paused until the body has room
+                if conn.they_are_waiting_for_100_continue:
+                    if not self._admit_body(req):
+                        return          # 100 Continue once the body has room
+                    if self._body is _DISCARD:
+                        # Answer now; the client may or may not send the body, so close after.
+                        req._close = True
+                        self._dispatch(req)
+                        if self._closing or not self.connected:
+                            return
+                    else:
+                        self._body = b""    # kept from here: an empty chunked body has no Data
+                        self._write(conn.send(_CONTINUE))
         elif self._head_since is not None:
             # Part of a head may be here: it must be complete within head_timeout.
             self._arm(self._head_since + self.server.head_timeout)
         if not self.reading:
             self.resume_reading()
+
+    def _admit_body(self, req):
+        """Decide where the body of ``req`` goes, before any of it is kept.  One the application
+        does not read is dropped as it arrives (``_body`` becomes _DISCARD); one it reads is kept
+        once the server's BodyBudget has room for all of it: False while it waits for that room,
+        with reading paused (``_room_granted`` carries on)."""
+        if self._room:
+            return self._room == _ROOM_HELD
+        will_read_body = getattr(self.app, "will_read_body", None)
+        if will_read_body is not None and not will_read_body(req):
+            self._body = _DISCARD
+            return True
+        length = req.headers.get("content-length")     # checked by the Connection already
+        size = self.server.max_body if length is None else int(length.split(",", 1)[0])
+        if self.server.body_budget.reserve(self, size):
+            self._room = _ROOM_HELD
+            return True
+        self._room = _ROOM_WAITING
+        self.pause_reading()
+        return False
+
+    def _room_granted(self):
+        """The BodyBudget granted the room this channel waited for: read on (from the reactor,
+        as this is called from whichever channel gave room back)."""
+        self._room = _ROOM_HELD
+        if self._body is None:
+            self._body = b""        # kept from here (see the EndOfMessage case of _run)
+        self._last_io = self._clock()       # the wait was ours, not the client's
+        self.server._reactor.call_soon(self._process)
+
+    def _release_room(self):
+        self._room = _NO_ROOM
+        self.server.body_budget.release(self)
 
     def _dispatch(self, req):
         self._dispatched = True
@@ -493,7 +664,6 @@ class HTTPChannel(DispatcherWithSend):
             self.close()    # the response is cut short: closing is the only honest signal
 
     def _protocol_error(self, exc):
-        status = exc.error_status_hint
         conn = self.conn
         if conn.our_state in (IDLE, SEND_RESPONSE):
             req = self._req
@@ -504,13 +674,27 @@ class HTTPChannel(DispatcherWithSend):
             else:
                 line = conn.trailing_data[0][:1024].split(b"\n", 1)[0].rstrip(b"\r")
                 request_line = line.decode("latin-1")
-            body = files.error_page(status, reason_for(status), str(exc))
-            resp = self.server.response_head(status, _HTML_FIELDS, _CLOSE)
-            self._write(conn.send_head_and_body(resp, body))
-            if access_log.isEnabledFor(_INFO):
-                access_log.info("%s", files.common_log_line(
-                    self.addr[0], None, None, time.time(), request_line, status, len(body)))
+            self._refuse(exc.error_status_hint, str(exc), request_line)
+        else:
+            self._drop_body()
+            self._close_when_flushed()
+
+    def _refuse(self, status, detail, request_line):
+        """Answer the request being read with ``status`` (it is not read on), then close."""
+        self._drop_body()
+        body = files.error_page(status, reason_for(status), detail)
+        resp = self.server.response_head(status, _HTML_FIELDS, _CLOSE)
+        self._write(self.conn.send_head_and_body(resp, body))
+        if access_log.isEnabledFor(_INFO):
+            access_log.info("%s", files.common_log_line(
+                self.addr[0], None, None, time.time(), request_line, status, len(body)))
         self._close_when_flushed()
+
+    def _drop_body(self):
+        """Let go of the body being received, and of its room in the server's BodyBudget."""
+        self._body = None
+        if self._room:
+            self._release_room()
 
     # ------------------------------------------------------------ responses
     def _variant(self, req):
@@ -859,22 +1043,27 @@ class HTTPChannel(DispatcherWithSend):
             self._outq.clear()
             self.queued_bytes = 0
         self._drain_callbacks = None
+        if self._room:
+            self._release_room()
         self.server.channels.discard(self)
         DispatcherWithSend.close(self)
-        # Break the channel's reference cycles (timer callback, request) so that refcounting
-        # frees a closed connection at once instead of leaving ~26 objects to the cyclic GC.
-        self._timer = None
+        # Break the channel's reference cycles (its timer's callback, its request), so that
+        # refcounting frees a closed connection at once, without the cyclic collector.
+        timer = self._timer
+        if timer is not None:
+            self._timer = None
+            timer.cancel()
+            timer.callback = _ignore
         self._req = None
 
     # ------------------------------------------------------------- timeouts
     def _arm(self, when):
         """Make sure the timer fires no later than ``when`` (it re-checks the state then)."""
         timer = self._timer
-        if timer is not None:
-            if timer.when <= when:
-                return
-            timer.cancel()
-        self._timer = self.call_later(when - self._clock(), self._on_timer)
+        if timer is None:
+            self._timer = self.server._reactor.call_at(when, self._on_timer)
+        elif when < timer.when:
+            timer.reset(when - self._clock())
 
     def _deadline(self):
         """When the current wait times out (None: the application is at work)."""
@@ -898,27 +1087,38 @@ class HTTPChannel(DispatcherWithSend):
         deadline = self._deadline()
         now = self._clock()
         if deadline is None:
-            self._arm(now + self.server.io_timeout)
+            if self._client_gone():
+                self.close()
+            else:
+                self._arm(now + self.server.io_timeout)
         elif now < deadline:
             self._arm(deadline)
         else:
             self._timed_out()
 
+    def _client_gone(self):
+        """Whether the client closed or reset the connection, looked at without reading (the
+        application is at work, reading is paused): a client that shut down its sending side
+        and waited a whole io_timeout for its answer counts as gone, as with nginx."""
+        try:
+            return not self.socket.recv(1, socket.MSG_PEEK | _DONTWAIT)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
     def _timed_out(self):
         req = self._req
         if self._lingering or self._closing or self._outq:
             self.close()                    # a stalled download, or a close that never finished
+        elif self._room == _ROOM_WAITING:
+            self._refuse(503, "The server is busy receiving other request bodies; try again later.",
+                         req.request_line)
         elif req is None and self.conn.buffered_bytes or req is not None and not self._dispatched:
             # Part of a request arrived, too slowly: say so, then close.
             what = "request head" if req is None else "request body"
-            body = files.error_page(408, reason_for(408), "The %s took too long." % what)
-            resp = self.server.response_head(408, _HTML_FIELDS, _CLOSE)
-            self._write(self.conn.send_head_and_body(resp, body))
-            if access_log.isEnabledFor(_INFO):
-                line = req.request_line if req is not None else "-"
-                access_log.info("%s", files.common_log_line(
-                    self.addr[0], None, None, time.time(), line, 408, len(body)))
-            self._close_when_flushed()
+            line = req.request_line if req is not None else "-"
+            self._refuse(408, "The %s took too long." % what, line)
         else:
             self.close()                    # idle between requests, or never said anything
 

@@ -1,26 +1,32 @@
-"""Pure file-serving logic for the static HTTP server: no sockets, no event loop.
+"""File-serving logic for the static HTTP server: no sockets, no event loop.
 
-The channel parses a request, then asks this module what to do: ``resolve`` maps a
-request path to a file, a directory or a redirect; ``evaluate_conditional`` and
-``parse_range`` turn validators and ``Range`` into a status; ``listing_html`` and
-``error_page`` build bodies; ``common_log_line`` formats the access log.  The only
-filesystem calls are ``os.stat``, ``os.scandir`` and ``os.path.realpath``.
+The channel parses a request, then asks this module what to do: :class:`Root` (or
+``resolve``) maps a request path to a file, a directory or a redirect beneath the served
+directory, race-free; ``evaluate_conditional`` and ``parse_ranges`` turn validators and
+``Range`` into a status; ``byteranges_framing`` frames a multipart/byteranges body;
+``listing_html`` and ``error_page`` build bodies; ``common_log_line`` formats the access
+log.  The filesystem is only read: lookups relative to directory descriptors
+(``os.open``, ``os.stat``, ``os.readlink`` with ``dir_fd``), ``os.scandir``.
 """
 import calendar
+import errno
 import functools
 import html
 import math
 import os
 import re
 import stat as stat_module
+import threading
 import time
+import weakref
 from typing import NamedTuple, Optional
 from urllib.parse import quote, unquote
 
 __all__ = [
-    "CONTENT_TYPES", "REASONS", "INDEX_FILES", "Resolved", "RangeResult",
-    "content_type", "resolve", "listing_html", "etag_for", "http_date",
-    "parse_http_date", "evaluate_conditional", "parse_range", "content_range",
+    "CONTENT_TYPES", "REASONS", "INDEX_FILES", "RESOURCE_SHORTAGE", "MAX_RANGES", "Resolved",
+    "Root", "RangeResult", "ByteRanges", "content_type", "request_names", "resolve",
+    "listing_html", "etag_for", "http_date", "parse_http_date", "evaluate_conditional",
+    "parse_range", "parse_ranges", "coalesce_ranges", "content_range", "byteranges_framing",
     "error_page", "log_escape", "common_log_line",
 ]
 
@@ -104,10 +110,30 @@ def content_type(filename: str) -> str:
 
 INDEX_FILES = ("index.html", "index.htm")
 
+#: Errors that say the process is short of a resource for now, not that a file is missing.
+RESOURCE_SHORTAGE = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM})
+
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _DRIVE = re.compile(r"[A-Za-z]:", re.ASCII)
 # RFC 3986 pchar minus "%": characters a Location path may carry unencoded.
 _LOCATION_SAFE = "/%:@!$&'()*+,;=-._~"
+
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+# O_PATH (Linux) opens a directory that may be searched but not read, all a lookup needs.
+_DIR_FLAGS = (getattr(os, "O_PATH", 0) or os.O_RDONLY) | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC
+# O_NONBLOCK: opening a FIFO (swapped in after the lstat) must not block the loop; O_NOCTTY:
+# nor may a terminal become the server's.  Neither changes how a regular file is read.
+_FILE_FLAGS = (os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+               | _CLOEXEC)
+_MAX_SYMLINKS = 40          # per lookup, as Linux's MAXSYMLINKS: more is taken for a loop
+_ROOT_RECHECK = 1.0         # seconds between checks that the root's path names the root held
+# How many descriptors on the root are kept open, the last ones replaced with the current: a
+# lookup on another thread may still be using one, and a closed descriptor's number could be
+# given to another directory meanwhile.
+_KEPT_ROOTS = 8
+_monotonic = time.monotonic
+_S_IFMT, _S_IFLNK, _S_IFDIR = stat_module.S_IFMT(0o177777), stat_module.S_IFLNK, stat_module.S_IFDIR
 
 
 class Resolved(NamedTuple):
@@ -115,12 +141,17 @@ class Resolved(NamedTuple):
 
     ``kind`` is ``"file"`` (serve ``fs_path``; ``stat`` is its ``os.stat`` result),
     ``"dir"`` (list ``fs_path``), ``"redirect"`` (send 301 to ``location``) or
-    ``"notfound"`` (``fs_path`` and ``stat`` are None).
+    ``"notfound"`` (``fs_path`` and ``stat`` are None).  ``names`` are the decoded path
+    components beneath the root (for an index file, its name last).  ``fd`` is None from
+    :func:`resolve`; from :meth:`Root.lookup` it is a descriptor open on the file (for
+    reading) or the directory (for lookups in it), which the caller closes.
     """
     kind: str
     fs_path: Optional[str]
     stat: Optional[os.stat_result]
     location: Optional[str] = None
+    names: Optional[tuple] = None
+    fd: Optional[int] = None
 
 
 _NOT_FOUND = Resolved("notfound", None, None)
@@ -143,12 +174,19 @@ def _decode_segment(raw: str) -> Optional[str]:
     return segment
 
 
-def _is_inside(root_real: str, path: str) -> bool:
-    real = os.path.realpath(path)
-    if real == root_real:
-        return True
-    prefix = root_real if root_real.endswith(os.sep) else root_real + os.sep
-    return real.startswith(prefix)
+def request_names(url_path: str) -> Optional[tuple]:
+    """The decoded components of the raw request path *url_path* (empty ones dropped), or
+    None if it is not one that may be served: see :func:`resolve`."""
+    if not url_path.startswith("/"):
+        return None
+    names = []
+    for raw in url_path.split("/"):
+        if raw:
+            segment = _decode_segment(raw)
+            if segment is None:
+                return None
+            names.append(segment)
+    return tuple(names)
 
 
 def _redirect_location(url_path: str, query: str) -> str:
@@ -160,6 +198,290 @@ def _redirect_location(url_path: str, query: str) -> str:
     return location
 
 
+def _components(path: str) -> list:
+    return [part for part in path.split("/") if part]
+
+
+def _close_all(fds: list) -> None:
+    while fds:
+        os.close(fds.pop())
+
+
+def _release(stack: list) -> None:
+    """Close the directory descriptors of a walk, all but the root's (``stack[0]``)."""
+    while len(stack) > 1:
+        os.close(stack.pop())
+
+
+class Root:
+    """The directory a server serves, held open so that every lookup beneath it is race-free.
+
+    Unless *follow_symlinks*, a lookup walks down from a descriptor on the root one component
+    at a time, looking each up in the directory reached so far without following a symlink
+    (``openat``/``fstatat`` with ``O_NOFOLLOW``).  A symlink on the way is read
+    (``readlinkat``) and its target walked the same way: a relative one from the directory
+    holding the link; an absolute one from the root if it names a path beneath the root's
+    path or real path; ``..`` goes up to the root, and past it only to come back by name.
+    Whatever else leads out of the root is not found.  There is no check apart from the
+    open, so no symlink swapped in between can win: what is opened is what was checked, and
+    a path is served only while it leads, beneath the root, to a regular file or directory.
+    With *follow_symlinks* the kernel follows every symlink (lookups by path), and only the
+    request path itself is confined (see :func:`resolve`).
+
+    The root's descriptor is opened here (again at the next lookup if that failed), and
+    :meth:`fileno` opens it anew when the root's path has come to name another directory (a
+    replaced DIR, or a symlink switched to a new release), which it checks at most once a
+    second.
+    """
+
+    def __init__(self, path: str, follow_symlinks: bool = False):
+        self.path = os.path.abspath(path)
+        self.follow_symlinks = follow_symlinks
+        self._nofollow = 0 if follow_symlinks else _NOFOLLOW
+        self._walk_fd = None        # the root's descriptor, while open and lookups walk from it
+        self._fresh_until = 0.0     # when to check again that the root's path names it
+        self._identity = None       # its (st_dev, st_ino)
+        self._lock = threading.Lock()
+        self._prefixes = ()         # the root's path and real path, as components
+        self._above = []            # the real path of the root's parent, as components
+        self._fds = []              # descriptors opened on the root, the current one last
+        self._closer = weakref.finalize(self, _close_all, self._fds)
+        if not follow_symlinks:
+            try:
+                self.fileno()
+            except OSError:
+                pass
+
+    def __repr__(self):
+        return "<Root %r%s>" % (self.path, " follow_symlinks" if self.follow_symlinks else "")
+
+    def fileno(self) -> int:
+        """The root's descriptor (opened now, or anew, as the class says); OSError if the root
+        cannot be opened."""
+        fd = self._walk_fd
+        if fd is None or _monotonic() >= self._fresh_until:
+            fd = self._refresh()
+        return fd
+
+    def _refresh(self) -> int:
+        with self._lock:
+            now = _monotonic()
+            if self._fds and now < self._fresh_until:
+                return self._fds[-1]
+            st = os.stat(self.path)
+            if (st.st_dev, st.st_ino) != self._identity:
+                fd = os.open(self.path, _DIR_FLAGS)        # the root itself may be a symlink
+                fds = self._fds
+                fds.append(fd)
+                if len(fds) > _KEPT_ROOTS:
+                    os.close(fds.pop(0))
+                opened = os.fstat(fd)
+                self._identity = (opened.st_dev, opened.st_ino)
+                real = _components(os.path.realpath(self.path))
+                self._prefixes = (_components(self.path), real)
+                self._above = real[:-1]
+                if not self.follow_symlinks:
+                    self._walk_fd = fd
+            self._fresh_until = now + _ROOT_RECHECK
+            return self._fds[-1]
+
+    def close(self) -> None:
+        """Close the root's descriptors (a later lookup opens the root again)."""
+        with self._lock:
+            self._walk_fd = self._identity = None
+            self._fresh_until = 0.0
+            self._closer()
+            self._fds = []
+            self._closer = weakref.finalize(self, _close_all, self._fds)
+
+    def _locate(self, names) -> tuple:
+        """Walk *names* down from the root: ``(stack, name, st)`` where the last component is
+        *name* in the directory ``stack[-1]`` ("." when the walk ends on a directory itself)
+        and *st* is its lstat, never a symlink's.  ``stack`` holds the walk's directory
+        descriptors, the root's first; the caller closes the others with :func:`_release`.
+        Raises OSError: FileNotFoundError for a path that leads out of the root.
+
+        With *follow_symlinks*: ``([None], path, os.stat(path))`` for the joined path.
+        """
+        if self.follow_symlinks:
+            path = os.path.join(self.path, *names)
+            return [None], path, os.stat(path)
+        stack = [self.fileno()]
+        pending = list(reversed(names))
+        above = None        # while the walk is above the root: where, as components (by name only)
+        links = 0
+        try:
+            while pending:
+                name = pending.pop()
+                if above is not None:
+                    if name == "..":
+                        if above:
+                            above.pop()
+                    elif name and name != ".":
+                        above.append(name)
+                    if above in self._prefixes:
+                        above = None                    # back at the root
+                    continue
+                if not name or name == ".":
+                    continue
+                if name == "..":
+                    if len(stack) > 1:
+                        os.close(stack.pop())
+                    else:
+                        above = list(self._above)
+                        if above in self._prefixes:     # the root is "/"
+                            above = None
+                    continue
+                where = stack[-1]
+                if pending:
+                    try:
+                        stack.append(os.open(name, _DIR_FLAGS | _NOFOLLOW, dir_fd=where))
+                        continue
+                    except OSError as exc:
+                        if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
+                            raise
+                    target = os.readlink(name, dir_fd=where)    # EINVAL: not a directory
+                else:
+                    st = os.stat(name, dir_fd=where, follow_symlinks=False)
+                    if not stat_module.S_ISLNK(st.st_mode):
+                        return stack, name, st
+                    target = os.readlink(name, dir_fd=where)
+                links += 1
+                if links > _MAX_SYMLINKS:
+                    raise OSError(errno.ELOOP, "Too many levels of symbolic links", name)
+                if target.startswith("/"):
+                    _release(stack)
+                    above = []
+                    if above in self._prefixes:
+                        above = None
+                pending.extend(reversed(target.split("/")))
+            if above is not None:
+                raise FileNotFoundError(errno.ENOENT, "Leads out of the served directory")
+            return stack, ".", os.stat(".", dir_fd=stack[-1], follow_symlinks=False)
+        except BaseException:
+            _release(stack)
+            raise
+
+    def stat(self, names) -> os.stat_result:
+        """The ``os.stat`` of what *names* lead to beneath the root (following symlinks that
+        stay inside); OSError if nothing is there or the path leads out."""
+        fd = self._walk_fd
+        if fd is not None and len(names) == 1 and _monotonic() < self._fresh_until:
+            # A name directly in the root, as most requests are: one fstatat of it in the
+            # root's directory, without following it.  A symlink is left to the walk, and so
+            # is the check, once a second, that the root is still the root.
+            st = os.lstat(names[0], dir_fd=fd)
+            if st.st_mode & _S_IFMT != _S_IFLNK:
+                return st
+        stack, _, st = self._locate(names)
+        _release(stack)
+        return st
+
+    def stat_vetted(self, relpath: str) -> os.stat_result:
+        """The ``lstat`` of *relpath* beneath the root, one ``fstatat`` per component, for
+        revalidating a file that a race-free lookup found.  Each directory on the way must
+        still be a directory, not a symlink (one moved out of the root and replaced by a link
+        to it is refused, FileNotFoundError); the caller compares the result with the file's
+        identity (device, inode, size, times).  A symlink swapped in between two of these
+        calls can only lead to that very file, the one the lookup vetted, or to no match:
+        and no match sends the caller to a fresh lookup."""
+        fd = self.fileno()
+        if self.follow_symlinks:
+            return os.stat(relpath, dir_fd=fd)
+        end = relpath.find("/")
+        while end != -1:
+            st = os.stat(relpath[:end], dir_fd=fd, follow_symlinks=False)
+            if st.st_mode & _S_IFMT != _S_IFDIR:
+                raise FileNotFoundError(errno.ENOENT, "not a directory beneath the root",
+                                        relpath[:end])
+            end = relpath.find("/", end + 1)
+        return os.stat(relpath, dir_fd=fd, follow_symlinks=False)
+
+    def open(self, names) -> int:
+        """A descriptor open for reading on the regular file *names* lead to beneath the root
+        (the caller closes it); IsADirectoryError if it is something else, other OSError if
+        nothing is there or the path leads out."""
+        stack, name, st = self._locate(names)
+        try:
+            return self._open_found(stack, name, st)[0]
+        finally:
+            _release(stack)
+
+    def _open_found(self, stack, name, st) -> tuple:
+        """Open the regular file a walk ended on: ``(fd, fstat)``."""
+        if not stat_module.S_ISREG(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "Not a regular file", name)
+        fd = os.open(name, _FILE_FLAGS | self._nofollow, dir_fd=stack[-1])
+        try:
+            return fd, os.fstat(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def lookup(self, url_path: str, query: str = "", open_it: bool = True) -> Resolved:
+        """What the raw request path *url_path* leads to beneath the root (see :func:`resolve`
+        for the rules), opened: the result's ``fd`` is the caller's to close (none for a
+        redirect, or if not *open_it*).  Raises OSError only for what exists but cannot be
+        opened (PermissionError: the file may not be read) and when the process is short of
+        descriptors or memory (``errno`` in :data:`RESOURCE_SHORTAGE`).
+        """
+        names = request_names(url_path)
+        if names is None:
+            return _NOT_FOUND
+        fs_path = os.path.join(self.path, *names)
+        found = self._find(names)
+        if found is None:
+            return _NOT_FOUND
+        stack, name, st = found
+        try:
+            wants_dir = url_path.endswith("/")
+            if stat_module.S_ISREG(st.st_mode):
+                if wants_dir:
+                    return _NOT_FOUND
+                if not open_it:
+                    return Resolved("file", fs_path, st, None, names)
+                fd, st = self._open_found(stack, name, st)
+                return Resolved("file", fs_path, st, None, names, fd)
+            if not stat_module.S_ISDIR(st.st_mode):
+                return _NOT_FOUND
+            if not wants_dir:
+                return Resolved("redirect", fs_path, st, _redirect_location(url_path, query),
+                                names)
+            for index in INDEX_FILES:
+                index_names = names + (index,)
+                found = self._find(index_names)
+                if found is None:
+                    continue
+                index_stack, index_name, index_st = found
+                try:
+                    if stat_module.S_ISREG(index_st.st_mode):
+                        index_path = os.path.join(fs_path, index)
+                        if not open_it:
+                            return Resolved("file", index_path, index_st, None, index_names)
+                        fd, index_st = self._open_found(index_stack, index_name, index_st)
+                        return Resolved("file", index_path, index_st, None, index_names, fd)
+                finally:
+                    _release(index_stack)
+            if not open_it:
+                return Resolved("dir", fs_path, st, None, names)
+            fd = os.open(name, _DIR_FLAGS | self._nofollow, dir_fd=stack[-1])
+            return Resolved("dir", fs_path, st, None, names, fd)
+        finally:
+            _release(stack)
+
+    def _find(self, names) -> Optional[tuple]:
+        """:meth:`_locate`, or None if nothing may be served there; raises only OSErrors of
+        :data:`RESOURCE_SHORTAGE`."""
+        try:
+            return self._locate(names)
+        except OSError as exc:
+            if exc.errno in RESOURCE_SHORTAGE:
+                raise
+            return None
+        except ValueError:
+            return None
+
+
 def resolve(root: str, url_path: str, follow_symlinks: bool = False,
             query: str = "") -> Resolved:
     """Map the raw, still percent-encoded request path *url_path* to a file under *root*.
@@ -168,48 +490,19 @@ def resolve(root: str, url_path: str, follow_symlinks: bool = False,
     own as strict UTF-8, and a segment that is malformed, ``.`` or ``..``, holds a
     (decoded) ``/``, ``\\`` or NUL, or starts with a drive letter makes the whole path
     ``notfound``, as does a path not starting with ``/``.  Unless *follow_symlinks*, a
-    path whose realpath leaves *root* is ``notfound``.  Only regular files and
-    directories are served.  A directory asked for without its trailing slash yields
-    ``redirect`` to the same path plus ``/`` (and ``?query`` if *query*, given without
-    its ``?``); with the slash, its ``index.html`` or ``index.htm`` if it is a regular
-    file, else ``dir``.  Non-ASCII characters in *url_path* are taken as UTF-8.
+    path that a symlink leads out of *root* is ``notfound`` (the walk of :class:`Root`).
+    Only regular files and directories are served.  A directory asked for without its
+    trailing slash yields ``redirect`` to the same path plus ``/`` (and ``?query`` if
+    *query*, given without its ``?``); with the slash, its ``index.html`` or ``index.htm``
+    if it is a regular file, else ``dir``.  Non-ASCII characters in *url_path* are taken
+    as UTF-8.  Nothing is left open: the answer holds when it is given, and to serve it
+    race-free use :meth:`Root.lookup`, which opens what it found.
     """
-    if not url_path.startswith("/"):
-        return _NOT_FOUND
-    segments = []
-    for raw in url_path.split("/"):
-        if not raw:
-            continue
-        segment = _decode_segment(raw)
-        if segment is None:
-            return _NOT_FOUND
-        segments.append(segment)
-    candidate = os.path.join(root, *segments)
-    root_real = os.path.realpath(root)
-    if not follow_symlinks and not _is_inside(root_real, candidate):
-        return _NOT_FOUND
+    tree = Root(root, follow_symlinks)
     try:
-        st = os.stat(candidate)
-    except (OSError, ValueError):
-        return _NOT_FOUND
-    wants_dir = url_path.endswith("/")
-    if stat_module.S_ISREG(st.st_mode):
-        return _NOT_FOUND if wants_dir else Resolved("file", candidate, st)
-    if not stat_module.S_ISDIR(st.st_mode):
-        return _NOT_FOUND
-    if not wants_dir:
-        return Resolved("redirect", candidate, st, _redirect_location(url_path, query))
-    for name in INDEX_FILES:
-        index = os.path.join(candidate, name)
-        if not follow_symlinks and not _is_inside(root_real, index):
-            continue
-        try:
-            index_st = os.stat(index)
-        except (OSError, ValueError):
-            continue
-        if stat_module.S_ISREG(index_st.st_mode):
-            return Resolved("file", index, index_st)
-    return Resolved("dir", candidate, st)
+        return tree.lookup(url_path, query, open_it=False)
+    finally:
+        tree.close()
 
 
 # --------------------------------------------------------------------------
@@ -263,20 +556,34 @@ def _name_bytes(name: str) -> bytes:
         return name.encode("utf-8", "surrogatepass")
 
 
-def _listing_row(entry) -> tuple:
-    name = entry.name
+def _followed(entry):
+    """The default for symlinks in a listing: whatever the link leads to (None if nothing)."""
     try:
-        is_dir = entry.is_dir()
+        return entry.stat()
     except OSError:
-        is_dir = False
+        return None
+
+
+def _listing_row(entry, link_target) -> tuple:
+    name = entry.name
     try:
         is_link = entry.is_symlink()
     except OSError:
         is_link = False
-    try:
-        st = entry.stat()
-    except OSError:
-        st = None  # a dangling symlink: shown, with no size or date
+    if is_link:
+        # Only what a request for the link would serve is described: a link refused (leading
+        # out, dangling, looping) is a bare name, no size, date or trailing slash.
+        st = link_target(entry)
+        is_dir = st is not None and stat_module.S_ISDIR(st.st_mode)
+    else:
+        try:
+            is_dir = entry.is_dir(follow_symlinks=False)
+        except OSError:
+            is_dir = False
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            st = None
     raw = _name_bytes(name)
     shown = raw.decode("utf-8", "replace") + ("/" if is_dir else "")
     href = quote(raw, safe="") + ("/" if is_dir else "")
@@ -297,19 +604,26 @@ def _listing_row(entry) -> tuple:
     return (not is_dir, name.casefold(), name), row
 
 
-def listing_html(url_path: str, fs_dir: str, entries=None) -> bytes:
-    """Return a UTF-8 HTML index of the directory *fs_dir*, served at *url_path*.
+def listing_html(url_path: str, fs_dir, entries=None, link_target=None) -> bytes:
+    """Return a UTF-8 HTML index of the directory *fs_dir* (a path, or a descriptor open on
+    it for reading), served at *url_path*.
 
     *url_path* is the request path as received (percent-encoded, ending in ``/``: hrefs
     are relative); it is decoded for display.  *entries* is an iterable of
     ``os.DirEntry``-like objects (``name``, ``is_dir()``, ``is_symlink()``, ``stat()``);
     by default ``os.scandir(fs_dir)``, whose ``PermissionError`` (or other ``OSError``)
-    propagates.  Directories come first, then files, each sorted case-insensitively.
+    propagates.  Entries other than symlinks are described by their own lstat.  For a
+    symlink, *link_target(entry)* gives the ``os.stat`` of what a request for it would
+    serve, or None if it would be refused: then the link is listed by name only (default:
+    whatever the link leads to).  Directories come first, then files, each sorted
+    case-insensitively.
     """
+    if link_target is None:
+        link_target = _followed
     if entries is None:
         with os.scandir(fs_dir) as it:
             entries = list(it)
-    rows = sorted(_listing_row(entry) for entry in entries)
+    rows = sorted(_listing_row(entry, link_target) for entry in entries)
     shown_path = "/" + "/".join(
         part for part in unquote(url_path, errors="replace").split("/") if part)
     if shown_path != "/":
@@ -491,8 +805,12 @@ def evaluate_conditional(headers_get, stat, etag: str,
 # --------------------------------------------------------------------------
 # Range requests (RFC 9110 section 14)
 
+#: Most range-specs one Range header may hold; one with more is ignored (200, the whole file).
+MAX_RANGES = 16
+
+
 class RangeResult(NamedTuple):
-    """What to send for a ``Range`` request.
+    """What to send for a ``Range`` request, when at most one range is honoured.
 
     ``"full"``: 200 with the whole file (``start`` 0, ``end`` size-1);
     ``"partial"``: 206 with bytes ``start``..``end`` inclusive, 0 <= start <= end < size;
@@ -508,12 +826,27 @@ class RangeResult(NamedTuple):
         return 0 if self.start is None else self.end - self.start + 1
 
 
+class ByteRanges(NamedTuple):
+    """What to send for a ``Range`` request.
+
+    ``kind`` is ``"full"`` (200 with the whole file), ``"partial"`` (206 with the one span),
+    ``"multipart"`` (206 ``multipart/byteranges``, a part per span, two or more) or
+    ``"unsatisfiable"`` (416).  ``spans`` are ``(first, last)`` byte positions, inclusive,
+    in the order to send them: ``((0, size - 1),)`` for ``"full"``, none for
+    ``"unsatisfiable"``; they never overlap or touch.
+    """
+    kind: str
+    spans: tuple
+
+
 _INT_RANGE = re.compile(r"([0-9]+)-([0-9]*)", re.ASCII)
 _SUFFIX_RANGE = re.compile(r"-([0-9]+)", re.ASCII)
 # Positions longer than this are clamped: beyond any file, and int() of a huge digit
 # string is slow (and refused past sys.get_int_max_str_digits()).
 _MAX_POSITION_DIGITS = 30
 _HUGE_POSITION = 10 ** _MAX_POSITION_DIGITS
+_INVALID = "invalid"            # a range-spec that makes the whole header ignored
+_NOTHING = "nothing"            # a satisfiable suffix-range of an empty file: no byte to send
 
 
 def _position(digits: str) -> int:
@@ -535,20 +868,63 @@ def _if_range_holds(if_range: str, etag: str, mtime: float) -> bool:
     return date is not None and date == math.floor(mtime)
 
 
-def parse_range(header: Optional[str], size: int, if_range: Optional[str],
-                etag: str, mtime: float) -> RangeResult:
+def _range_spec(spec: str, size: int):
+    """One range-spec against a file of *size* bytes: its ``(first, last)`` span clamped to
+    the file, None if it is unsatisfiable, or ``_INVALID`` / ``_NOTHING``."""
+    m = _INT_RANGE.fullmatch(spec)
+    if m:
+        first = _position(m.group(1))
+        last = _position(m.group(2)) if m.group(2) else None
+        if last is not None and last < first:
+            return _INVALID
+        if first >= size:
+            return None
+        return first, size - 1 if last is None else min(last, size - 1)
+    m = _SUFFIX_RANGE.fullmatch(spec)
+    if m:
+        length = _position(m.group(1))
+        if length == 0:
+            return None
+        if size == 0:
+            return _NOTHING
+        return max(0, size - length), size - 1
+    return _INVALID
+
+
+def coalesce_ranges(spans) -> list:
+    """The union of the ``(first, last)`` spans (inclusive) as disjoint spans that do not
+    touch, in ascending order: overlapping or adjacent ones are merged."""
+    merged = []
+    for first, last in sorted(spans):
+        if merged and first <= merged[-1][1] + 1:
+            if last > merged[-1][1]:
+                merged[-1] = (merged[-1][0], last)
+        else:
+            merged.append((first, last))
+    return merged
+
+
+def parse_ranges(header: Optional[str], size: int, if_range: Optional[str], etag: str,
+                 mtime: float, max_ranges: int = MAX_RANGES) -> ByteRanges:
     """Decide how to answer a GET with ``Range: header`` for a file of *size* bytes.
 
-    Only one byte range is honoured: ``bytes=a-b`` (end clamped to size-1),
-    ``bytes=a-`` and ``bytes=-n`` (the last n bytes; the whole file if n >= size).
-    Multiple ranges, other units and malformed values give ``"full"`` (RFC 9110 lets
-    a server ignore Range; we never send multipart/byteranges), as does an *if_range*
-    that fails: an entity tag must equal *etag* strongly, a date must equal the
-    Last-Modified second of *mtime*.  A first position at or past the end, a
-    non-suffix range of an empty file, or ``bytes=-0`` is ``"unsatisfiable"``; a
-    suffix range of an empty file is ``"full"`` (there is no byte to select).
+    The range-specs are ``bytes=a-b`` (end clamped to size-1), ``bytes=a-`` and
+    ``bytes=-n`` (the last n bytes), comma-separated, empty list elements and spaces around
+    them allowed.  Ignored (``"full"``), as RFC 9110 section 14.2 lets a server: other units,
+    a malformed or invalid spec anywhere (e.g. ``5-4``), more than *max_ranges* specs, and an
+    *if_range* that fails (an entity tag must equal *etag* strongly, a date must equal the
+    Last-Modified second of *mtime*).  The cap is what bounds abusive sets: the parts sent
+    never overlap (overlapping or adjacent spans are coalesced, so they add up to at most
+    the file) and there are at most *max_ranges* of them, so no Range header costs more
+    than the whole file plus *max_ranges* part heads; past the cap the answer is the plain
+    200 a client could have asked for (as nginx's ``max_ranges`` and Apache's
+    ``MaxRanges`` do).  Unsatisfiable specs (first position at or past the end,
+    ``bytes=-0``) are dropped; if none is left, ``"unsatisfiable"``, except that a suffix
+    range of an empty file is ``"full"`` (there is no byte to select).  One span left (or
+    a set coalescing to one) is ``"partial"``; more are ``"multipart"``, in the order of the
+    header unless some were coalesced (then ascending, as section 15.3.7.2 allows).
     """
-    full = RangeResult("full", 0, size - 1)
+    full = ByteRanges("full", ((0, size - 1),))
     if header is None:
         return full
     if if_range is not None and not _if_range_holds(if_range, etag, mtime):
@@ -556,29 +932,41 @@ def parse_range(header: Optional[str], size: int, if_range: Optional[str],
     unit, equals, range_set = header.partition("=")
     if not equals or unit.strip(" \t").lower() != "bytes":
         return full
-    specs = [spec for spec in (part.strip(" \t") for part in range_set.split(",")) if spec]
-    if len(specs) != 1:
-        return full
-    spec = specs[0]
-    m = _INT_RANGE.fullmatch(spec)
-    if m:
-        first = _position(m.group(1))
-        last = _position(m.group(2)) if m.group(2) else None
-        if last is not None and last < first:
+    spans = []
+    count = 0
+    nothing = False
+    for part in range_set.split(","):
+        spec = part.strip(" \t")
+        if not spec:
+            continue
+        count += 1
+        if count > max_ranges:
             return full
-        if first >= size:
-            return RangeResult("unsatisfiable", None, None)
-        end = size - 1 if last is None else min(last, size - 1)
-        return RangeResult("partial", first, end)
-    m = _SUFFIX_RANGE.fullmatch(spec)
-    if m:
-        length = _position(m.group(1))
-        if length == 0:
-            return RangeResult("unsatisfiable", None, None)
-        if size == 0:
+        span = _range_spec(spec, size)
+        if span is _INVALID:
             return full
-        return RangeResult("partial", max(0, size - length), size - 1)
-    return full
+        if span is _NOTHING:
+            nothing = True
+        elif span is not None:
+            spans.append(span)
+    if not spans:
+        return full if count == 0 or nothing else ByteRanges("unsatisfiable", ())
+    merged = coalesce_ranges(spans)
+    if len(merged) < len(spans):
+        spans = merged
+    return ByteRanges("partial" if len(spans) == 1 else "multipart", tuple(spans))
+
+
+def parse_range(header: Optional[str], size: int, if_range: Optional[str],
+                etag: str, mtime: float) -> RangeResult:
+    """:func:`parse_ranges` for a server that sends at most one range: a set of several
+    that does not coalesce to one gives ``"full"``."""
+    result = parse_ranges(header, size, if_range, etag, mtime)
+    if result.kind == "partial":
+        return RangeResult("partial", *result.spans[0])
+    if result.kind == "unsatisfiable":
+        return RangeResult("unsatisfiable", None, None)
+    return RangeResult("full", 0, size - 1)
 
 
 def content_range(start: Optional[int], end: Optional[int], size: int) -> str:
@@ -587,6 +975,32 @@ def content_range(start: Optional[int], end: Optional[int], size: int) -> str:
     if start is None:
         return f"bytes */{size}"
     return f"bytes {start}-{end}/{size}"
+
+
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e]*")
+
+
+def byteranges_framing(spans, size: int, content_type: str, boundary: str) -> tuple:
+    """The framing of a ``multipart/byteranges`` body (RFC 9110 section 14.6) carrying the
+    *spans* of a file of *size* bytes: ``(heads, tail, length)``.  The body is ``heads[0]``,
+    the bytes of ``spans[0]``, ``heads[1]``, ... and then ``tail``; *length* is its exact
+    size.  Each part head gives *content_type* and the part's ``Content-Range``.  The
+    caller picks a *boundary* (1 to 70 characters of RFC 2046's ``bcharsnospace``) that
+    does not occur in the parts.  ValueError if *content_type* holds a control character
+    (it would split the part head).
+    """
+    if not _FIELD_VALUE.fullmatch(content_type):
+        raise ValueError("invalid Content-Type for a part: %r" % (content_type,))
+    heads = []
+    length = 0
+    for first, last in spans:
+        delimiter = "\r\n--" if heads else "--"     # the CRLF ends the previous part
+        head = (f"{delimiter}{boundary}\r\nContent-Type: {content_type}\r\n"
+                f"Content-Range: bytes {first}-{last}/{size}\r\n\r\n").encode("ascii")
+        heads.append(head)
+        length += len(head) + last - first + 1
+    tail = f"\r\n--{boundary}--\r\n".encode("ascii")
+    return heads, tail, length + len(tail)
 
 
 # --------------------------------------------------------------------------

@@ -1,43 +1,61 @@
-"""Static files over the handler API, on the pure logic of :mod:`servers.http.files`.
+"""Static files over the handler API, on the logic of :mod:`servers.http.files`.
 
-:class:`StaticFiles` serves a directory: GET and HEAD of files (validators, conditionals, one
-byte range), index files, directory listings, and the 301 that adds a directory's slash.
-:func:`send_file` answers any request with a file the handler chose.
+:class:`StaticFiles` serves a directory: GET and HEAD of files (validators, conditionals, byte
+ranges, several as ``multipart/byteranges``), index files, directory listings, and the 301 that
+adds a directory's slash.  :func:`send_file` answers any request with a file the handler chose.
 
 Speed comes from :class:`FileCache`: per key (a request path, or a file path) it keeps the
-prebuilt header fields and, for files up to ``small`` bytes, the body; one ``os.stat`` per
-request revalidates the entry (inode, size, mtime and ctime must all be unchanged).  Larger
-files are never read whole: the cache keeps a descriptor open on them and the channel sends
-them from it with ``os.sendfile``.
+prebuilt header fields and, for files up to ``small`` bytes, the body; each request revalidates
+the entry (inode, size, mtime and ctime must all be unchanged) with one ``os.stat``, or, for a
+file :class:`StaticFiles` found, by looking its path up again beneath the root, race-free (one
+``fstatat`` for a file directly in the root, one more ``openat`` per directory on the way).
+Larger files are never read whole: the cache keeps a descriptor open on them and the channel
+sends them from it with ``os.sendfile``.
 """
 import collections
-import errno
+import logging
 import os
+import secrets
 import stat as stat_module
+import weakref
 
 from . import files
 from .app import Handler
 
 __all__ = ["StaticFiles", "FileCache", "send_file"]
 
+log = logging.getLogger("servers.http")
+
 _HTML_FIELDS = (("Content-Type", "text/html; charset=utf-8"),)
-# Errors that say the process is short of a resource for now, not that the file is missing.
-_RESOURCE_SHORTAGE = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM})
 # O_NONBLOCK: opening a FIFO must not block the loop (it has no effect on regular files).
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+_LIST_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+# Multipart/byteranges bodies: up to _PREREAD bytes of a large file are read whole and sent
+# in one go; more are streamed in reads of _BLOCK, at most _BURST bytes per turn of the loop.
+_PREREAD = 64 << 10
+_BLOCK = 64 << 10
+_BURST = 256 << 10
 # Header names (lowercased) that send a request off the cached fast path.
 _CONDITIONAL = frozenset({"if-modified-since", "if-none-match", "if-match", "if-unmodified-since",
                           "range", "if-range"})
 
 
 class _Entry:
-    """What we know about one regular file, valid while its stat identity is unchanged."""
+    """What we know about one regular file, valid while its stat identity is unchanged.
 
-    __slots__ = ("path", "ino", "dev", "size", "mtime_ns", "ctime_ns", "stat", "etag",
-                 "last_modified", "content_type", "fields", "validators", "body", "fd")
+    ``root`` and ``names``: where :class:`StaticFiles` found it (a :class:`files.Root` and the
+    path's components beneath it), and so where it is looked up again; both None for a file
+    named by its ``path`` (:func:`send_file`).
+    """
 
-    def __init__(self, path, st, content_type, body):
+    __slots__ = ("path", "root", "names", "relpath", "ino", "dev", "size", "mtime_ns", "ctime_ns", "stat",
+                 "etag", "last_modified", "content_type", "fields", "validators", "body", "fd")
+
+    def __init__(self, path, st, content_type, body, root=None, names=None):
         self.path = path
+        self.root = root
+        self.names = names
+        self.relpath = "/".join(names) if names else None
         self.ino = st.st_ino
         self.dev = st.st_dev
         self.size = st.st_size
@@ -58,6 +76,18 @@ class _Entry:
         return (st.st_mtime_ns == self.mtime_ns and st.st_size == self.size
                 and st.st_ino == self.ino and st.st_ctime_ns == self.ctime_ns
                 and st.st_dev == self.dev)
+
+    def restat(self):
+        """The stat of the entry's file now, found as it was found (OSError if it is gone)."""
+        if self.root is None:
+            return os.stat(self.path)
+        return self.root.stat_vetted(self.relpath)
+
+    def reopen(self):
+        """A new descriptor on the entry's file, found as it was found."""
+        if self.root is None:
+            return os.open(self.path, _OPEN_FLAGS)
+        return self.root.open(self.names)
 
 
 class FileCache:
@@ -80,12 +110,12 @@ class FileCache:
         self._held = collections.OrderedDict()     # key -> entry with a descriptor, LRU first
 
     def get(self, key):
-        """The entry for ``key`` if its file is unchanged (one ``os.stat``), else None."""
+        """The entry for ``key`` if its file is unchanged (:meth:`_Entry.restat`), else None."""
         entry = self._entries.get(key)
         if entry is None:
             return None
         try:
-            st = os.stat(entry.path)
+            st = entry.restat()
         except (OSError, ValueError):
             self.discard(key)
             return None
@@ -94,15 +124,19 @@ class FileCache:
         self.discard(key)
         return None
 
-    def load(self, key, path, content_type=None):
+    def load(self, key, path, content_type=None, *, root=None, names=None, fd=None):
         """Open ``path`` and cache an entry for it under ``key``.
 
-        Returns ``(entry, fd)``: for a small file ``fd`` is None (the body is in the entry);
-        for a large one it is an open descriptor, to be given back with :meth:`release`.
-        Raises OSError if the file cannot be opened, IsADirectoryError if it is not a
-        regular file.
+        With ``root`` (a :class:`files.Root`) and ``names``, the file is the one ``names`` lead
+        to beneath ``root``, and the entry is revalidated and reopened there (race-free);
+        ``path`` then only names it.  ``fd``, if given, is a descriptor already open on the
+        file for reading, which the cache takes over.  Returns ``(entry, fd)``: for a small
+        file ``fd`` is None (the body is in the entry); for a large one it is an open
+        descriptor, to be given back with :meth:`release`.  Raises OSError if the file cannot
+        be opened, IsADirectoryError if it is not a regular file.
         """
-        fd = os.open(path, _OPEN_FLAGS)
+        if fd is None:
+            fd = os.open(path, _OPEN_FLAGS) if root is None else root.open(names)
         try:
             st = os.fstat(fd)
             if not stat_module.S_ISREG(st.st_mode):
@@ -118,7 +152,7 @@ class FileCache:
         except BaseException:
             os.close(fd)
             raise
-        entry = _Entry(path, st, content_type or files.content_type(path), body)
+        entry = _Entry(path, st, content_type or files.content_type(path), body, root, names)
         if body is not None:
             os.close(fd)
             fd = None
@@ -136,7 +170,7 @@ class FileCache:
         if fd is not None:
             self._held.move_to_end(key)
             return fd
-        fd = os.open(entry.path, _OPEN_FLAGS)
+        fd = entry.reopen()
         try:
             st = os.fstat(fd)
         except BaseException:
@@ -222,19 +256,23 @@ def _serve_conditional(request, entry, fd):
     if status is None and request.method == "GET":
         rng = get("Range")
         if rng is not None:
-            r = files.parse_range(rng, entry.size, get("If-Range"), entry.etag,
-                                  entry.stat.st_mtime)
+            r = files.parse_ranges(rng, entry.size, get("If-Range"), entry.etag,
+                                   entry.stat.st_mtime)
             if r.kind == "partial":
+                ((start, end),) = r.spans
+                length = end - start + 1
                 fields = (("Content-Type", entry.content_type),
-                          ("Content-Length", str(r.length)),
-                          ("Content-Range", files.content_range(r.start, r.end, entry.size)),
+                          ("Content-Length", str(length)),
+                          ("Content-Range", files.content_range(start, end, entry.size)),
                           ("Last-Modified", entry.last_modified), ("ETag", entry.etag),
                           ("Accept-Ranges", "bytes"))
                 if entry.body is not None:
-                    request.respond(206, fields, entry.body[r.start:r.end + 1])
+                    request.respond(206, fields, entry.body[start:end + 1])
                 else:
-                    request._channel.send_file_span(request, 206, fields, fd, r.start, r.length)
+                    request._channel.send_file_span(request, 206, fields, fd, start, length)
                 return
+            if r.kind == "multipart":
+                return _send_byteranges(request, entry, fd, r.spans)
             if r.kind == "unsatisfiable":
                 status = 416
     if status is None:
@@ -251,40 +289,154 @@ def _serve_conditional(request, entry, fd):
         request.send_error(status)
 
 
-def _serve_from(request, cache, key, path, content_type=None):
-    """Serve ``path`` through ``cache`` under ``key``; 403/404 when it cannot be read."""
-    entry = cache.get(key)
-    fd = None
-    try:
-        if entry is not None and entry.body is None:
-            fd = cache.open(key, entry)
-            if fd is None:
-                entry = None                # changed since it was cached
-        if entry is None:
-            entry, fd = cache.load(key, path, content_type)
-    except PermissionError:
-        request.send_error(403, "Permission denied.")
-        return
-    except OSError as exc:
-        if exc.errno in _RESOURCE_SHORTAGE:
-            _unavailable(request, exc)
+# --------------------------------------------------------------------- multipart/byteranges
+
+def _send_byteranges(request, entry, fd, spans):
+    """206 ``multipart/byteranges``, a part per span: sliced from a cached body or read whole
+    when the parts are small (the boundary is then one that occurs in none of them), else
+    streamed from ``fd`` in bounded memory (:class:`_PartsStream`)."""
+    if entry.body is not None or sum(last - first + 1 for first, last in spans) <= _PREREAD:
+        if entry.body is not None:
+            parts = [entry.body[first:last + 1] for first, last in spans]
         else:
-            request.send_error(404, "File not found.")
+            parts = [os.pread(fd, last - first + 1, first) for first, last in spans]
+            if any(len(part) != last - first + 1 for part, (first, last) in zip(parts, spans)):
+                return _unavailable(request, "The file changed while it was read")
+        boundary = _boundary(parts)
+        heads, tail, length = files.byteranges_framing(spans, entry.size, entry.content_type,
+                                                        boundary)
+        body = b"".join([piece for pair in zip(heads, parts) for piece in pair] + [tail])
+        request.respond(206, _multipart_fields(entry, boundary, length), body)
         return
-    except ValueError:
-        request.send_error(404, "File not found.")
-        return
+    boundary = _boundary()
+    heads, tail, length = files.byteranges_framing(spans, entry.size, entry.content_type,
+                                                    boundary)
+    try:
+        stream = _PartsStream(request, fd, spans, heads, tail, boundary)
+    except OSError as exc:              # no descriptor left for its duplicate
+        return _refuse(request, exc)
+    request.start_response(206, _multipart_fields(entry, boundary, length))
+    stream.pump()
+
+
+def _boundary(parts=()):
+    """A multipart boundary occurring in none of ``parts``: 32 random hex digits, drawn after
+    the file was written, so no file can be made to hold the boundary of its response."""
+    boundary = secrets.token_hex(16)
+    while any(boundary.encode("ascii") in part for part in parts):
+        boundary = secrets.token_hex(16)    # each draw collides with odds below len / 2**128
+    return boundary
+
+
+def _multipart_fields(entry, boundary, length):
+    return (("Content-Type", "multipart/byteranges; boundary=" + boundary),
+            ("Content-Length", str(length)), ("Last-Modified", entry.last_modified),
+            ("ETag", entry.etag), ("Accept-Ranges", "bytes"))
+
+
+class _PartsStream:
+    """Writes the parts of a multipart/byteranges body after its head has been sent: reads the
+    file with ``os.pread`` from its own duplicate of the descriptor, at most ``_BURST`` bytes
+    per turn of the loop, and goes on only when the connection's output has drained, so
+    memory stays bounded by a burst however large the parts.  A part found to hold the
+    boundary, a file that shrank and a read error end the connection (the response cannot
+    be completed honestly).  The duplicate is closed at the end, or when the stream is
+    dropped: the channel drops its ``when_drained`` callbacks as it closes."""
+
+    def __init__(self, request, fd, spans, heads, tail, boundary):
+        self.request = request
+        self.fd = os.dup(fd)
+        self._close = weakref.finalize(self, os.close, self.fd)
+        self.items = collections.deque()        # head bytes, and [offset, count] to read
+        for head, (first, last) in zip(heads, spans):
+            self.items.append(head)
+            self.items.append([first, last - first + 1])
+        self.items.append(tail)
+        self.mark = boundary.encode("ascii")
+        self.carry = b""                        # the last len(mark) - 1 bytes of the part
+
+    def pump(self):
+        request = self.request
+        items = self.items
+        budget = _BURST
+        try:
+            while items and budget > 0 and not request.closed:
+                item = items[0]
+                if type(item) is bytes:
+                    data = items.popleft()
+                    self.carry = b""
+                else:
+                    data = os.pread(self.fd, min(item[1], _BLOCK), item[0])
+                    if not data:
+                        return self._abort("%s shrank while being sent" % request.path)
+                    mark = self.mark
+                    if mark in data or mark in self.carry + data[:len(mark) - 1]:
+                        return self._abort("a part of %s holds its boundary" % request.path)
+                    end = data if len(data) >= len(mark) else self.carry + data
+                    self.carry = end[1 - len(mark):]
+                    item[0] += len(data)
+                    item[1] -= len(data)
+                    if not item[1]:
+                        items.popleft()
+                request.write(data)
+                budget -= len(data)
+        except OSError as exc:
+            return self._abort("cannot read %s: %s" % (request.path, exc.strerror or exc))
+        if request.closed:
+            self._close()
+        elif items:
+            request.when_drained(self.pump)
+        else:
+            self._close()
+            request.finish()
+
+    def _abort(self, why):
+        log.error("%s; closing the connection to %s", files.log_escape(why),
+                  self.request.client_address[0])
+        self._close()
+        self.request._channel.close()
+
+
+# ------------------------------------------------------------------------------ serving
+
+def _serve_and_release(request, cache, entry, fd):
     try:
         serve_entry(request, entry, fd)
     finally:
         cache.release(entry, fd)
 
 
-def _unavailable(request, exc):
-    """503 with Retry-After: the server cannot open the file now (out of descriptors or
-    memory); a 404 would tell clients and caches that it does not exist."""
-    request.send_error(503, "The server is short of resources (%s); try again shortly."
-                       % (exc.strerror or exc), headers=(("Retry-After", "1"),))
+def _serve_from(request, cache, key, path, content_type=None):
+    """Serve ``path`` through ``cache`` under ``key``; 403/404/503 when it cannot be read."""
+    try:
+        entry = cache.get(key)
+        fd = None
+        if entry is not None and entry.body is None:
+            fd = cache.open(key, entry)
+            if fd is None:
+                entry = None                # changed since it was cached
+        if entry is None:
+            entry, fd = cache.load(key, path, content_type)
+    except (OSError, ValueError) as exc:
+        return _refuse(request, exc)
+    _serve_and_release(request, cache, entry, fd)
+
+
+def _refuse(request, exc):
+    """Answer a request whose file could not be found or opened: 403 (not readable), 503
+    (the process is short of descriptors or memory) or 404."""
+    if isinstance(exc, PermissionError):
+        request.send_error(403, "Permission denied.")
+    elif getattr(exc, "errno", None) in files.RESOURCE_SHORTAGE:
+        _unavailable(request, "The server is short of resources (%s)" % (exc.strerror or exc))
+    else:
+        request.send_error(404, "File not found.")
+
+
+def _unavailable(request, why):
+    """503 with Retry-After: the file cannot be served now (e.g. the process is out of
+    descriptors or memory); a 404 would tell clients and caches that it does not exist."""
+    request.send_error(503, why + "; try again shortly.", headers=(("Retry-After", "1"),))
 
 
 # Shared by the servers of every thread, so it holds no descriptors (see FileCache).
@@ -296,17 +448,33 @@ def send_file(request, path, content_type=None, cache=None):
     _serve_from(request, cache or _default_cache, path, path, content_type)
 
 
+def _link_target(root, names):
+    """For :func:`files.listing_html`: what a request for a symlink in the directory that
+    ``names`` lead to beneath ``root`` would serve (a regular file or a directory), or None."""
+    def target(entry):
+        try:
+            st = root.stat(names + (entry.name,))
+        except (OSError, ValueError):
+            return None
+        if stat_module.S_ISREG(st.st_mode) or stat_module.S_ISDIR(st.st_mode):
+            return st
+        return None
+    return target
+
+
 class StaticFiles(Handler):
     """Serves the files under ``root``: GET and HEAD (405 for other known methods, 501 else).
 
-    No request reaches outside ``root`` (:func:`servers.http.files.resolve`; symlinks leading
-    out are refused unless ``follow_symlinks``).  Subclass it to add ``do_POST`` and friends.
+    No request reaches outside ``root``: every path is looked up beneath a descriptor on it,
+    race-free (:class:`servers.http.files.Root`; symlinks leading out are refused unless
+    ``follow_symlinks``).  Subclass it to add ``do_POST`` and friends.
     """
 
     def __init__(self, root=".", follow_symlinks=False, cache=None):
         self.root = os.path.abspath(root)
         self.follow_symlinks = follow_symlinks
         self.cache = cache if cache is not None else FileCache()
+        self.tree = files.Root(self.root, follow_symlinks)
 
     def __repr__(self):
         return "<StaticFiles %r>" % (self.root,)
@@ -318,25 +486,43 @@ class StaticFiles(Handler):
     def do_GET(self, request):
         path = request.path
         cache = self.cache
+        tree = self.tree
         entry = cache._entries.get(path)
         if entry is not None:
+            # The cached path: the entry is served while the request path still leads, beneath
+            # the root, to the very file a race-free lookup vetted when the entry was made
+            # (one fstatat, compared with its identity): a symlink swapped in since leads to
+            # another file, and then to a fresh lookup.
             try:
-                st = os.stat(entry.path)
+                st = entry.restat() if entry.root is tree else None
             except (OSError, ValueError):
                 st = None
             if st is not None and entry.matches(st):
                 if entry.body is not None:
                     return serve_entry(request, entry)
-                if entry.fd is not None:            # held: open() only marks it recently used
-                    return serve_entry(request, entry, cache.open(path, entry))
-                return _serve_from(request, cache, path, entry.path)
+                try:
+                    fd = cache.open(path, entry)        # the held one, or opened beneath the root
+                except (OSError, ValueError) as exc:
+                    return _refuse(request, exc)
+                if fd is not None:
+                    return _serve_and_release(request, cache, entry, fd)
             cache.discard(path)
-        r = files.resolve(self.root, path, self.follow_symlinks, request.query)
+        try:
+            r = tree.lookup(path, request.query)
+        except OSError as exc:
+            return _refuse(request, exc)
         kind = r.kind
         if kind == "file":
-            _serve_from(request, cache, path, r.fs_path)
+            try:
+                entry, fd = cache.load(path, r.fs_path, root=tree, names=r.names, fd=r.fd)
+            except (OSError, ValueError) as exc:
+                return _refuse(request, exc)
+            _serve_and_release(request, cache, entry, fd)
         elif kind == "dir":
-            self.list_directory(request, r.fs_path)
+            try:
+                self.list_directory(request, r.fd)
+            finally:
+                os.close(r.fd)
         elif kind == "redirect":
             request.respond(301, (("Location", r.location),) + _HTML_FIELDS)
         else:
@@ -345,15 +531,24 @@ class StaticFiles(Handler):
     do_HEAD = do_GET
 
     def list_directory(self, request, fs_dir):
-        """Answer with the HTML listing of ``fs_dir`` (403 if it cannot be read)."""
+        """Answer with the HTML listing of the directory ``request.path`` leads to: ``fs_dir``,
+        its path or a descriptor open on it (which stays the caller's).  403 if it cannot be
+        read.  A symlink in it is shown with its target's size and date only if a request for
+        it would be served."""
+        names = files.request_names(request.path)
+        link_target = None if names is None else _link_target(self.tree, names)
+        fd = None
         try:
-            body = files.listing_html(request.path, fs_dir)
+            if isinstance(fs_dir, int):
+                fd = os.open(".", _LIST_FLAGS, dir_fd=fs_dir)
+            body = files.listing_html(request.path, fs_dir if fd is None else fd,
+                                      link_target=link_target)
         except PermissionError:
             request.send_error(403, "No permission to list this directory.")
         except OSError as exc:
-            if exc.errno in _RESOURCE_SHORTAGE:
-                _unavailable(request, exc)
-            else:
-                request.send_error(404, "File not found.")
+            _refuse(request, exc)
         else:
             request.respond(200, _HTML_FIELDS, body)
+        finally:
+            if fd is not None:
+                os.close(fd)
