@@ -24,8 +24,7 @@ import socket
 
 from .dispatcher import Dispatcher
 from .framing import TerminatorFramer, find_prefix_at_end
-from .reactor import static_interest
-from .transport import OutputQueue, SocketWriter
+from .transport import OutputQueue, socket_writer
 
 __all__ = ["AsyncChat", "find_prefix_at_end"]
 
@@ -42,7 +41,6 @@ class AsyncChat(Dispatcher):
     # Per-connection defaults live on the class: an idle connection stores only what differs.
     terminator = None
     _framer = None          # the TerminatorFramer, made by the first read
-    _out = None             # the OutputQueue, made by the first output
     _incoming = None
 
     def __init__(self, sock=None, map=None):
@@ -123,7 +121,7 @@ class AsyncChat(Dispatcher):
         if out is None:
             # Straight to the socket (with sendfile) unless a subclass sends its own way.
             if type(self).send is Dispatcher.send and type(self.socket) is socket.socket:
-                writer = SocketWriter(self.socket)
+                writer = socket_writer(self.socket)
             else:
                 writer = self
             out = self._out = OutputQueue(self, writer, chunk=self.ac_out_buffer_size)
@@ -142,12 +140,6 @@ class AsyncChat(Dispatcher):
         if self._fileno is not None:
             self.interest_changed()
         return out.items
-
-    @property
-    def queued_bytes(self):
-        """Bytes queued and not yet taken by the kernel (producers count what they produced)."""
-        out = self._out
-        return out.size if out is not None else 0
 
     def push(self, data):
         """Queue bytes for sending and try to send at once."""
@@ -176,10 +168,6 @@ class AsyncChat(Dispatcher):
             out.items.append(producer)
             out.changed()
 
-    @static_interest
-    def writable(self):
-        return self.connecting or bool(self._out)
-
     def close_when_done(self):
         """Close once everything queued so far has been sent."""
         self._output().close_when_done()
@@ -198,13 +186,6 @@ class AsyncChat(Dispatcher):
 
     def handle_close(self):
         self.close()
-
-    def close(self):
-        out = self._out
-        if out is not None:
-            self._out = None
-            out.clear()
-        Dispatcher.close(self)
 
     def discard_buffers(self):
         """Drop unprocessed input and all queued output."""

@@ -86,6 +86,7 @@ class Dispatcher:
     _idle = None            # the timer behind either
     _fileno = None
     _timers = None
+    _out = None             # the channel's OutputQueue, once it has output (subclasses make it)
 
     def __init__(self, sock=None, map=None):
         self._map = self._default_map() if map is None else map
@@ -178,8 +179,15 @@ class Dispatcher:
 
     @static_interest
     def writable(self):
-        """Whether to watch for output readiness: only while a connect is pending."""
-        return self.connecting
+        """Whether to watch for output readiness: while a connect is pending, and while output
+        is queued (subclasses that write keep theirs in ``_out``, an OutputQueue)."""
+        return self.connecting or bool(self._out)
+
+    @property
+    def queued_bytes(self):
+        """Bytes queued for the kernel and not yet taken (see :class:`~eventloop.OutputQueue`)."""
+        out = self._out
+        return out.size if out is not None else 0
 
     def pause_reading(self):
         """Stop watching for input (back-pressure); :meth:`resume_reading` undoes it."""
@@ -258,11 +266,17 @@ class Dispatcher:
         return data
 
     def close(self):
-        """Leave the map, cancel the channel's timers and close the socket."""
+        """Leave the map, drop queued output (closing the files and producers in it), cancel
+        the channel's timers and close the socket."""
         self.connected = False
         self.accepting = False
         self.connecting = False
         self.del_channel()
+        out = self._out
+        if out is not None:
+            self._out = None
+            if out.pending:
+                out.clear()
         timers = self._timers
         if timers:
             self._timers = None
@@ -341,9 +355,9 @@ class Dispatcher:
     def rearm_timeout(self, when):
         """Make sure the timeout timer fires no later than clock time ``when`` (cheap when
         it already does: busy channels cost no heap operations)."""
-        timer = self._idle
+        timer = self._idle          # (set only while pending: _check_idle and close clear it)
         if timer is not None:
-            if timer.pending and timer.when <= when:
+            if timer.when <= when:
                 return
             timer.cancel()
         self._idle = self.call_later(max(when - self.reactor.clock(), 0.0), self._check_idle)
@@ -526,19 +540,12 @@ class DispatcherWithSend(Dispatcher):
     """
 
     out_chunk = 65536       # most bytes offered to one send()
-    _out = None             # the OutputQueue, once something was sent
 
     def _output(self):
         out = self._out
         if out is None:
             out = self._out = OutputQueue(self, _BaseSend(self), chunk=self.out_chunk)
         return out
-
-    @property
-    def queued_bytes(self):
-        """Bytes queued and not yet taken by the kernel."""
-        out = self._out
-        return out.size if out is not None else 0
 
     @property
     def out_buffer(self):
@@ -556,10 +563,6 @@ class DispatcherWithSend(Dispatcher):
             out.append(bytes(data))
         self.interest_changed()
 
-    @static_interest
-    def writable(self):
-        return self.connecting or bool(self._out)
-
     def initiate_send(self):
         """Send what is queued, as far as the socket takes it now."""
         out = self._out
@@ -575,14 +578,6 @@ class DispatcherWithSend(Dispatcher):
             self.log_info("sending %r" % (data,))
         if data:
             self._output().write(data)
-
-    def close(self):
-        out = self._out
-        if out is not None:
-            self._out = None
-            out.clear()
-        Dispatcher.close(self)
-
 
 class _BaseSend:
     """The writer of a DispatcherWithSend: asyncore sends its queue with the base class's

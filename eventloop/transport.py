@@ -46,7 +46,7 @@ from collections import deque
 
 from .producers import FileProducer
 
-__all__ = ["OutputQueue", "SocketWriter", "DISCONNECTED"]
+__all__ = ["OutputQueue", "SocketWriter", "socket_writer", "DISCONNECTED"]
 
 log = logging.getLogger("eventloop")
 
@@ -58,29 +58,50 @@ _BYTES_LIKE = (bytes, bytearray, memoryview)
 
 
 class SocketWriter:
-    """A writer for a plain socket (see the module docstring); ``flags`` go with every send
-    (``MSG_DONTWAIT`` lets a channel write to a descriptor still in blocking mode)."""
+    """A writer for a plain socket (see the module docstring).
 
-    __slots__ = ("sock", "flags", "send", "_more")
+    ``flags`` go with every send: ``MSG_DONTWAIT`` lets a channel write to a descriptor that is
+    still in blocking mode (one system call less for a connection answered at once);
+    ``sendfile``, which takes no flags, then puts the descriptor in non-blocking mode first.
+    Without flags, ``send`` is the socket's own method (see :func:`socket_writer`).
+    """
+
+    __slots__ = ("sock", "flags", "__weakref__")
 
     def __init__(self, sock, flags=0):
         self.sock = sock
         self.flags = flags
-        self._more = flags | _MSG_MORE
-        # Without flags, send is the socket's own method: no Python call in between.
-        self.send = sock.send if not flags else self._send_with_flags
 
-    def _send_with_flags(self, data):
+    def send(self, data):
         return self.sock.send(data, self.flags)
 
     def send_more(self, data):
-        return self.sock.send(data, self._more)
+        return self.sock.send(data, self.flags | _MSG_MORE)
 
     def sendmsg(self, buffers):
         return self.sock.sendmsg(buffers, (), self.flags)
 
     def sendfile(self, fd, offset, count):
-        return os.sendfile(self.sock.fileno(), fd, offset, count)
+        sock = self.sock
+        if self.flags and sock.getblocking():
+            sock.setblocking(False)
+        return os.sendfile(sock.fileno(), fd, offset, count)
+
+
+class _PlainSocketWriter(SocketWriter):
+    """A SocketWriter without flags whose ``send`` is the socket's own method, so that a send
+    makes no Python call in between (it skips nothing: the flags it would pass are 0)."""
+
+    __slots__ = ("send",)
+
+    def __init__(self, sock):
+        SocketWriter.__init__(self, sock)
+        self.send = sock.send
+
+
+def socket_writer(sock, flags=0):
+    """The writer for ``sock`` with ``flags``: a :class:`SocketWriter`."""
+    return SocketWriter(sock, flags) if flags else _PlainSocketWriter(sock)
 
 
 class OutputQueue:
@@ -89,13 +110,14 @@ class OutputQueue:
     ``owner`` gets ``interest_changed()``, ``handle_close()`` and, if it has them,
     ``pause_writing()`` / ``resume_writing()``: always at the end of one of the queue's
     methods, never in the middle, so an owner may write again from any of them.  ``chunk``
-    caps the bytes offered to one send (None: whole pieces).  ``size`` counts the queued
-    bytes: pieces, the unsent part of file spans, and what producers have produced but not
-    yet sent.
+    caps the bytes offered to one send (None: whole pieces).  ``size`` counts the bytes queued
+    for the kernel, which is what the water marks watch: pieces, the unsent part of file
+    spans, and what producers have produced but not yet sent; :attr:`held` is the part of it
+    held in memory.
     """
 
     __slots__ = ("owner", "writer", "chunk", "high_water", "low_water", "size", "encoding",
-                 "_items", "_pending", "_paused")
+                 "_items", "pending", "_paused", "__weakref__")
 
     #: Most bytes one :meth:`flush` sends before it returns to the loop.
     burst = 4 << 20
@@ -111,7 +133,7 @@ class OutputQueue:
         self.size = 0
         self.encoding = None    # set to let str pieces through, encoded (asynchat's use_encoding)
         self._items = None      # the deque, made when something first has to wait
-        self._pending = False   # what the owner was last told: output is queued
+        self.pending = False    # output is queued (as the owner was last told: see changed)
         self._paused = False    # pause_writing() was called, resume_writing() not yet
 
     def __bool__(self):
@@ -119,6 +141,11 @@ class OutputQueue:
 
     def __len__(self):
         return len(self._items) if self._items else 0
+
+    @property
+    def held(self):
+        """Bytes held in memory: the queued pieces (a file span holds none until it is read)."""
+        return sum(len(item) for item in self._items or () if isinstance(item, _BYTES_LIKE))
 
     @property
     def items(self):
@@ -200,6 +227,33 @@ class OutputQueue:
         """Queue ``data`` without trying to send it now (the owner is not connected yet)."""
         self._append(data)
         self.changed()
+
+    def write_span(self, fd, offset, count, head=b""):
+        """Queue ``head`` then ``count`` bytes of the open file ``fd`` from ``offset``.  ``fd``
+        stays the caller's, who may close it once this returns: with nothing queued before,
+        the head and as much of the file as the kernel takes go out now (``sendfile``), and
+        only a rest is queued, from a duplicate of ``fd`` (OSError if none can be made)."""
+        sent = 0
+        sendfile = getattr(self.writer, "sendfile", None)
+        if not self._items and sendfile is not None and count > 0:
+            try:
+                if head:
+                    send_more = getattr(self.writer, "send_more", None) or self.writer.send
+                    n = send_more(head)
+                    head = memoryview(head)[n:] if n < len(head) else b""
+                if not head:
+                    sent = sendfile(fd, offset, count)
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError as exc:
+                if exc.errno in DISCONNECTED or head:
+                    self._send_failed(exc)
+                    return
+                # sendfile refused this pair of descriptors: the producer reads instead.
+            if sent == count:
+                return
+        file = open(os.dup(fd), "rb", buffering=0)
+        self.write_file(FileProducer(file, offset + sent, count - sent), head)
 
     def push_producer(self, producer):
         """Queue a producer; it is asked for data only when the kernel can take some."""
@@ -353,8 +407,8 @@ class OutputQueue:
         """Tell the owner what changed since it was last told: output pending or not (its write
         interest), above high water or back to low water (back-pressure)."""
         pending = bool(self._items)
-        if pending != self._pending:
-            self._pending = pending
+        if pending != self.pending:
+            self.pending = pending
             self.owner.interest_changed()
         size = self.size
         if self._paused:
@@ -375,7 +429,7 @@ class OutputQueue:
         items = self._items
         self._items = None
         self.size = 0
-        self._pending = False
+        self.pending = False
         self._paused = False
         for item in items or ():
             if item is not None and not isinstance(item, _BYTES_LIKE):
@@ -391,4 +445,4 @@ class OutputQueue:
                                                        ", paused" if self._paused else "")
 
 
-_MSG_MORE = getattr(socket, "MSG_MORE", 0)
+_MSG_MORE = int(getattr(socket, "MSG_MORE", 0))     # an int: IntFlag arithmetic is slow

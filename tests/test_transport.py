@@ -9,7 +9,7 @@ from hypothesis import given, strategies as st
 
 from eventloop import AsyncChat, DispatcherWithSend, FileProducer, simple_producer
 from eventloop.pollers import WRITE
-from eventloop.transport import OutputQueue, SocketWriter
+from eventloop.transport import OutputQueue, SocketWriter, socket_writer
 
 
 # ------------------------------------------------------------------ doubles
@@ -100,10 +100,10 @@ CONTENT = bytes(range(256)) * 400              # 102,400 bytes
 
 @pytest.fixture(scope="module")
 def shared_file(tmp_path_factory):
-    """A file the property tests only read (one for all their examples)."""
+    """A file the property tests only read (one for all their examples): its path."""
     path = tmp_path_factory.mktemp("transport") / "data.bin"
     path.write_bytes(CONTENT)
-    return path, CONTENT
+    return str(path)
 
 
 @pytest.fixture
@@ -147,7 +147,7 @@ def put(queue, piece, path, content):
        chunk=st.sampled_from([None, 1, 64, 1000]), sendfile=st.booleans())
 def test_every_byte_arrives_once_in_order_however_the_kernel_takes_it(
         shared_file, items, capacities, chunk, sendfile):
-    path, content = shared_file
+    path, content = shared_file, CONTENT
     writer = FakeWriter(capacities, sendfile=sendfile)
     owner, queue = make_queue(writer, chunk=chunk)
     expected = b"".join(put(queue, piece, path, content) for piece in items)
@@ -290,8 +290,8 @@ def test_a_socket_writer_without_flags_calls_the_socket_directly():
     import socket
     a, b = socket.socketpair()
     try:
-        assert SocketWriter(a).send == a.send
-        assert SocketWriter(a, socket.MSG_DONTWAIT).send(b"x") == 1
+        assert socket_writer(a).send == a.send
+        assert socket_writer(a, socket.MSG_DONTWAIT).send(b"x") == 1
     finally:
         a.close()
         b.close()
@@ -351,3 +351,28 @@ def test_a_file_pushed_on_a_channel_arrives_exact_on_every_backend(env, data_fil
     env.pump(lambda: read_all(b, received), max_passes=5000)
     assert received == b"<" + content[10:90_010] + b">"
     assert not env.reactor.map
+
+
+@pytest.mark.parametrize("flags", [0, getattr(__import__("socket"), "MSG_DONTWAIT", 0)])
+def test_a_queue_and_its_writer_are_freed_without_the_cyclic_gc(flags):
+    import gc
+    import socket
+    import weakref
+
+    a, b = socket.socketpair()
+    try:
+        owner = Owner()
+        writer = socket_writer(a, flags)
+        queue = owner.queue = OutputQueue(owner, writer)
+        queue.write(b"x")
+        refs = [weakref.ref(writer), weakref.ref(queue)]
+        gc.disable()
+        try:
+            owner.queue = None
+            del writer, queue
+            assert [r() for r in refs] == [None, None]
+        finally:
+            gc.enable()
+    finally:
+        a.close()
+        b.close()
