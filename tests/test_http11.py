@@ -590,6 +590,12 @@ def test_request_line_too_long_is_414_complete_or_not():
     long_get = b"GET /" + b"a" * 200 + b" HTTP/1.1\r\n"
     assert request_error(long_get + b"Host: h\r\n\r\n", max_line=100).error_status_hint == 414
     assert request_error(long_get[:150], max_line=100).error_status_hint == 414
+    assert server_run([bytes([b]) for b in long_get[:150]], max_line=100)[1] == 414
+    # A start line within the limit, then the rest of the head in pieces: parsed, and not refused.
+    ok_get = b"GET /" + b"a" * 80 + b" HTTP/1.1\r\n"
+    events, hint = server_run([ok_get] + [bytes([b]) for b in b"Host: h\r\nX: " + b"x" * 150 + b"\r\n\r\n"],
+                              max_line=200)
+    assert hint is None and events[0].headers.get("x") == "x" * 150
 
 
 def test_header_section_too_large_is_431_complete_or_not():

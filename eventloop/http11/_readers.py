@@ -19,8 +19,14 @@ from ._state import RemoteProtocolError
 __all__ = ["HeadReader", "ContentLengthReader", "ChunkedReader", "CloseDelimitedReader", "parse_fields",
            "FRAMING_NAMES"]
 
+# Every pattern here is unambiguous: at each point of a line at most one part of the pattern can take the
+# next character.  An ambiguous one (say ``[ \t]*`` followed by a value that may also start with SP) retries
+# a line that fails to match at every split between the two parts, which costs the square of its length.
+
 # field-vchar / SP / HTAB / obs-text: every latin-1 character except the controls (HTAB allowed) and DEL.
 _VALUE_CHAR = r"[^\x00-\x08\x0a-\x1f\x7f]"
+# A field value after the whitespace that follows the colon: empty, or starting with a field-vchar.
+_VALUE = rf"(?:[^\x00-\x20\x7f]{_VALUE_CHAR}*)?"
 
 _REQUEST_LINE_RE = re.compile(rf"({TOKEN}) ([^\x00-\x20\x7f]+) HTTP/(1\.[01])\r?\n")
 _ANY_VERSION_REQUEST_LINE_RE = re.compile(rf"{TOKEN} [^\x00-\x20\x7f]+ HTTP/[0-9]+(?:\.[0-9]+)?")
@@ -28,8 +34,8 @@ _STATUS_LINE_RE = re.compile(rf"HTTP/(1\.[01]) ([1-9][0-9][0-9])(?: ({_VALUE_CHA
 _ANY_VERSION_STATUS_LINE_RE = re.compile(rf"HTTP/[0-9]+(?:\.[0-9]+)? [0-9]{{3}}(?: {_VALUE_CHAR}*)?")
 # One match per valid field line; a line that does not match is simply skipped by findall, so callers
 # compare the number of matches with the number of lines.
-_FIELD_RE = re.compile(rf"^({TOKEN}):[ \t]*({_VALUE_CHAR}*)\r?\n", re.M)
-_STRICT_FIELD_RE = re.compile(rf"^({TOKEN}):[ \t]*({_VALUE_CHAR}*)\r\n", re.M)
+_FIELD_RE = re.compile(rf"^({TOKEN}):[ \t]*({_VALUE})\r?\n", re.M)
+_STRICT_FIELD_RE = re.compile(rf"^({TOKEN}):[ \t]*({_VALUE})\r\n", re.M)
 _TOKEN_RE = re.compile(TOKEN)
 
 _HEAD_END_RE = re.compile(rb"\n\r?\n")
@@ -250,7 +256,10 @@ class HeadReader:
 
     def _check_incomplete(self, buf):
         n = len(buf)
-        if n > self.max_line + 1 and buf.find(b"\n", 0, self.max_line + 2) < 0:
+        # ``_scan`` past max_line + 1 means an earlier call had more than max_line + 4 bytes and found the
+        # start line's LF within the limit: a head trickling in is not searched again for it, piece by piece.
+        if (n > self.max_line + 1 and self._scan <= self.max_line + 1
+                and buf.find(b"\n", 0, self.max_line + 2) < 0):
             if self._request:
                 raise RemoteProtocolError(f"request line longer than {self.max_line} bytes", 414)
             raise RemoteProtocolError(f"status line longer than {self.max_line} bytes")
