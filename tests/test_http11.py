@@ -642,6 +642,33 @@ def test_malformed_responses_are_rejected(raw):
     assert not conn.keep_alive
 
 
+# Characters str.isdigit() takes for digits though int() refuses them or they are not ASCII: the latin-1
+# superscripts as raw bytes, and other scripts' digits in UTF-8.
+non_ascii_digits = st.one_of(
+    st.sampled_from([b"\xb2", b"\xb3", b"\xb9"]),
+    st.characters(categories=["Nd", "No"]).filter(lambda c: not "0" <= c <= "9").map(str.encode))
+
+
+@given(digits=st.lists(st.one_of(st.sampled_from([b"1", b"7"]), non_ascii_digits), min_size=1, max_size=4).filter(
+    lambda parts: any(p not in (b"1", b"7") for p in parts)).map(b"".join),
+    case=st.sampled_from([("GET", 304), ("GET", 204), ("HEAD", 200), ("GET", 200), ("POST", 404)]))
+@example(digits=b"\xb2", case=("GET", 304))
+def test_content_length_of_non_ascii_digits_is_a_protocol_error_in_every_response(digits, case):
+    """Also where it frames nothing (HEAD, 204, 304): it is a size callers read."""
+    method, status = case
+    conn = client_after(Request(method, "/", [("Host", "h")]))
+    conn.receive_data(b"HTTP/1.1 %d X\r\nContent-Length: %s\r\n\r\n" % (status, digits))
+    with pytest.raises(RemoteProtocolError, match="Content-Length"):
+        drain(conn)
+    assert conn.their_state == ERROR and not conn.keep_alive
+
+
+@given(digits=st.lists(non_ascii_digits, min_size=1, max_size=3).map(b"".join))
+def test_request_content_length_of_non_ascii_digits_is_400(digits):
+    exc = request_error(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: %s\r\n\r\n" % digits)
+    assert exc.error_status_hint == 400
+
+
 def test_identical_repeated_content_lengths_are_merged():
     for cl in (b"Content-Length: 3\r\nContent-Length: 3\r\n", b"Content-Length: 3, 3\r\n",
                b"Content-Length: 003\r\n"):

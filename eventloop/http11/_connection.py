@@ -300,6 +300,8 @@ class Connection:
         te = index.get("transfer-encoding")
         cl = index.get("content-length")
         if method == "HEAD" or status in _NO_BODY_STATUSES:
+            if cl is not None:
+                _content_length(cl, RemoteProtocolError)    # frames nothing here, but is a size callers read
             self._reader = _EMPTY_READER
         elif method == "CONNECT" and status < 300:
             self._reader = _EMPTY_READER
