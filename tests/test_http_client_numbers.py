@@ -1,14 +1,21 @@
 """The client against a raw server that sends malformed numbers, over real sockets: a Content-Length that is
 not a decimal number is a protocol error reported as that request's error, also on a 304 or a HEAD
-response where it frames nothing; a Keep-Alive ``timeout=`` that is not one is ignored.  Neither is ever
-an internal error, whatever ``str.isdigit()`` says of the characters ('²'.isdigit() is True)."""
+response where it frames nothing; a Keep-Alive ``timeout=`` or a ``Retry-After`` that is no number we can
+use is ignored.  None is ever an internal error, whatever ``str.isdigit()`` says of the characters
+('²'.isdigit() is True) or however many digits there are."""
 import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
 
 import pytest
 from hypothesis import example, given, strategies as st
 
 from clients.http import HeaderMap
 from clients.http.client import AsyncHTTP
+from clients.http.retry import retry_after_seconds
 from eventloop.http11 import Headers
 from test_http_client import fetch_one, reactor, scripted  # noqa: F401  (fixtures)
 
@@ -87,3 +94,56 @@ def test_keep_alive_timeout_of_any_digits_never_raises(number, latin1):
         assert expiry == int(digits) - 1.0
     else:
         assert expiry is None
+
+
+@given(value=st.one_of(
+    st.lists(st.one_of(st.sampled_from("0123456789 "), digit_chars), max_size=8).map("".join),
+    st.integers(0, 500).map(lambda n: "9" * n),
+    st.tuples(st.integers(0, 10 ** 30), st.integers(0, 10 ** 30), st.integers(0, 10 ** 30)).map(
+        lambda t: "Mon, %d Jan %d %d:00:00 GMT" % t)))
+@example(value="9" * 400)
+@example(value="Mon, 01 Jan 99999999999999999999 00:00:00 GMT")
+@example(value="Mon, 01 Jan 2025 00:00:00 +99999999999999999999")
+def test_retry_after_of_any_digits_never_raises(value):
+    seconds = retry_after_seconds(value, 0)
+    digits = value.strip()
+    if digits.isascii() and digits.isdigit() and len(digits) <= 9:
+        assert seconds == int(digits)
+    else:
+        assert seconds is None or 0 <= seconds < float("inf")
+
+
+def test_command_line_retry_after_of_400_digits(tmp_path):
+    """``-f --retry 1`` against a 503 whose Retry-After has 400 digits: one retry after the usual
+    backoff, then curl's exit 22 and the 503 on stderr (float() of the value used to overflow, and the
+    program ended 0, saying nothing)."""
+    answer = b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\nRetry-After: " + b"9" * 400 + b"\r\n\r\n"
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(20)
+    served = []
+
+    def serve():
+        try:
+            for _ in range(2):
+                conn, _ = listener.accept()
+                with conn:
+                    conn.settimeout(10)
+                    conn.recv(65536)
+                    conn.sendall(answer)
+                    served.append(1)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "clients.http", "-f", "--retry", "1",
+             "http://127.0.0.1:%d/" % listener.getsockname()[1]],
+            cwd=root, env=dict(os.environ, PYTHONPATH=root), capture_output=True, text=True, timeout=30)
+    finally:
+        listener.close()
+        thread.join(10)
+    assert (proc.returncode, len(served)) == (22, 2), proc.stderr
+    assert "HTTP 503" in proc.stderr and "Traceback" not in proc.stderr
