@@ -8,8 +8,11 @@ is about 64).  Each figure is the minimum over interleaved repeats of this threa
 cyclic collector off, so that other load on the machine does not move it.
 """
 import gc
+import statistics
+import sys
 import time
 
+import pytest
 from hypothesis import Phase, example, given, settings, strategies as st
 
 from eventloop.http11 import (
@@ -52,6 +55,19 @@ UNITS = [b" ", b"\t", b" \t", b":", b": ", b"\x01", b"\x7f", b"\x00", b"\xe9", b
          b"a ", b" a", b"0", b"9 ", b";", b";a", b";a=", b"; a = b", b"=", b'"', b"\\", b'\\"', b"%", b"%4",
          b"@", b"/", b",", b", ", b"[", b"[:", b"::", b"*", b"#", b"HTTP/1.1 ", b"\r\n", b"\n", b"\r\r\n"]
 ENDS = [b"", b"\x01", b"\r", b" ", b"\x7f", b"\xff", b'"', b";", b"=", b"]"]
+
+
+RATIOS = {}        # (shape, unit, end, lines, pieces) -> the ratio measured: printed at the end (-s)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report():
+    yield
+    if RATIOS:
+        worst = max(RATIOS, key=RATIOS.get)
+        sys.stdout.write("\nparsing cost, %d KiB / %d KiB, over %d cases: median %.1f, max %.1f (%s)\n" % (
+            BIG // 1024, SMALL // 1024, len(RATIOS), statistics.median(RATIOS.values()), RATIOS[worst],
+            worst))
 
 
 def case(shape, unit, end, lines, size):
@@ -126,7 +142,7 @@ def cost_ratio(shape, unit, end, lines, pieces):
 @example(shape="chunk extension", unit=b" ", end=b"\x01", lines=1, pieces=0)
 @example(shape="request field value", unit=b" ", end=b"\x01", lines=7, pieces=1024)
 def test_parsing_cost_grows_linearly(shape, unit, end, lines, pieces):
-    ratio = cost_ratio(shape, unit, end, lines, pieces)
+    ratio = RATIOS[shape, unit, end, lines, pieces] = cost_ratio(shape, unit, end, lines, pieces)
     assert ratio <= MAX_RATIO, f"{shape}: {BIG // 1024} KiB costs {ratio:.1f} times {SMALL // 1024} KiB"
 
 
