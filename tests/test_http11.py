@@ -165,7 +165,8 @@ def hand_chunked(draw, body):
 
 # --------------------------------------------------------------------------------- round trips
 
-@given(method=tokens.filter(lambda m: m != "CONNECT"), target=targets, fields=field_lists, body=bodies, data=st.data(),
+@given(method=tokens.filter(lambda m: m != "CONNECT"), target=targets, fields=field_lists, body=bodies,
+       data=st.data(),
        framing=st.sampled_from(["length", "chunked", "none"]), trailers=field_lists)
 def test_request_round_trip(method, target, fields, body, data, framing, trailers):
     if framing == "none":
@@ -474,8 +475,10 @@ REJECT = {
                            + b"1" * 17 + b"\r\n",
     "chunk-line-too-long": b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1;"
                            + b"a" * 5000,
-    "chunk-size-trailing-space": b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n0\r\n\r\n",
-    "chunk-size-trailing-tab": b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\t\r\nhello\r\n0\r\n\r\n",
+    "chunk-size-trailing-space": b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                 b"5 \r\nhello\r\n0\r\n\r\n",
+    "chunk-size-trailing-tab": b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+                               b"5\t\r\nhello\r\n0\r\n\r\n",
     "chunk-size-space-before-ext": b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
                                    b"5 ;a=b\r\nhello\r\n0\r\n\r\n",
     "chunk-ext-trailing-space": b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -574,7 +577,8 @@ def test_valid_hosts_are_accepted(host):
 def test_invalid_hosts_are_400(host, breaker, data):
     where = data.draw(st.integers(0, len(host))) if data is not None else 0
     bad = host[:where] + breaker + host[where:]
-    assert request_error(b"GET / HTTP/1.1\r\nHost: " + bad.encode("latin-1") + b"\r\n\r\n").error_status_hint == 400
+    exc = request_error(b"GET / HTTP/1.1\r\nHost: " + bad.encode("latin-1") + b"\r\n\r\n")
+    assert exc.error_status_hint == 400
 
 
 @pytest.mark.parametrize("method, target, host", [
@@ -649,8 +653,8 @@ non_ascii_digits = st.one_of(
     st.characters(categories=["Nd", "No"]).filter(lambda c: not "0" <= c <= "9").map(str.encode))
 
 
-@given(digits=st.lists(st.one_of(st.sampled_from([b"1", b"7"]), non_ascii_digits), min_size=1, max_size=4).filter(
-    lambda parts: any(p not in (b"1", b"7") for p in parts)).map(b"".join),
+@given(digits=st.lists(st.one_of(st.sampled_from([b"1", b"7"]), non_ascii_digits), min_size=1, max_size=4)
+       .filter(lambda parts: any(p not in (b"1", b"7") for p in parts)).map(b"".join),
     case=st.sampled_from([("GET", 304), ("GET", 204), ("HEAD", 200), ("GET", 200), ("POST", 404)]))
 @example(digits=b"\xb2", case=("GET", 304))
 def test_content_length_of_non_ascii_digits_is_a_protocol_error_in_every_response(digits, case):

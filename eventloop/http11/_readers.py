@@ -53,7 +53,8 @@ _CHUNK_EXT_VALUE = rf"(?:{TOKEN}|{_QUOTED})"
 _CHUNK_SIZE_RE = re.compile(
     rf"([0-9A-Fa-f]{{1,16}})(?:;[ \t]*{TOKEN}(?:[ \t]*=[ \t]*{_CHUNK_EXT_VALUE})?)*".encode("latin-1"))
 _LENIENT_CHUNK_SIZE_RE = re.compile(
-    rf"([0-9A-Fa-f]{{1,16}})[ \t]*(?:;[ \t]*{TOKEN}[ \t]*(?:=[ \t]*{_CHUNK_EXT_VALUE}[ \t]*)?)*".encode("latin-1"))
+    rf"([0-9A-Fa-f]{{1,16}})[ \t]*(?:;[ \t]*{TOKEN}[ \t]*(?:=[ \t]*{_CHUNK_EXT_VALUE}[ \t]*)?)*"
+    .encode("latin-1"))
 _CHUNK_LINE_WHITESPACE_RE = re.compile(rb"[ \t](?:;|\Z)")
 
 
@@ -160,9 +161,9 @@ def _plain_request_head(text):
     plain shape every common client sends, else None.
 
     Plain: every line ends with CRLF, the request line is ``method SP target SP HTTP/1.x`` with a target of
-    visible US-ASCII, and the field lines are plain (``_plain_fields``).  A head that is not goes to the complete
-    parser, which accepts the rest of the grammar and names what is wrong; for a plain head both give the
-    same result, this one just gets there in fewer steps.
+    visible US-ASCII, and the field lines are plain (``_plain_fields``).  A head that is not goes to the
+    complete parser, which accepts the rest of the grammar and names what is wrong; for a plain head both
+    give the same result, this one just gets there in fewer steps.
     """
     split = _plain_lines(text)
     if split is None:
@@ -348,7 +349,7 @@ def _start_line_error(text, request):
         if len(parts) == 3 and _TOKEN_RE.fullmatch(parts[0]) is not None and parts[1]:
             method, target, version = parts
             if not (target.isascii() and target.isprintable()):
-                raise RemoteProtocolError(f"request target with a byte outside visible US-ASCII: {target[:80]!r}")
+                raise RemoteProtocolError(f"bytes outside visible US-ASCII in request target {target[:80]!r}")
             if _VERSION_RE.fullmatch(version) is not None:
                 raise RemoteProtocolError(f"unsupported HTTP version {version!r}", 505)
             if version.startswith("HTTP/"):

@@ -1,5 +1,5 @@
-"""What a server checks of a request's target and ``Host`` before anything acts on them (RFC 9112 section 3.2,
-RFC 9110 section 7.2, RFC 3986 section 3.2).
+"""What a server checks of a request's target and ``Host`` before anything acts on them
+(RFC 9112 section 3.2, RFC 9110 section 7.2, RFC 3986 section 3.2).
 
 The target is one of the four forms: origin (``/path?query``), absolute (``scheme:...``), authority
 (``host:port``, CONNECT only) or asterisk (``*``, OPTIONS only), never with a fragment.  ``Host`` is
@@ -59,7 +59,8 @@ def _check_host(host):
 
 
 def _same_authority(scheme, authority, host):
-    """Whether a target's ``authority`` (valid, lowercased) and the ``Host`` value name the same host and port."""
+    """Whether a target's ``authority`` (valid, lowercased) and the ``Host`` value name the same host and
+    port (a missing port is the scheme's default)."""
     theirs = _split_authority(host, "Host")
     default = _DEFAULT_PORTS.get(scheme)
     return (authority[0], authority[1] or default) == (theirs[0], theirs[1] or default)

@@ -162,7 +162,8 @@ def main():
     args = parser.parse_args()
     here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     dirs = [here] + ([os.path.abspath(args.compare)] if args.compare else [])
-    print("%-7s %-6s %-11s %-23s %s" % ("head", "bytes", "server CPU", "other client's wait", "answer (checkout)"))
+    print("%-7s %-6s %-11s %-23s %s" % ("head", "bytes", "server CPU", "other client's wait",
+                                        "answer (checkout)"))
     with tempfile.TemporaryDirectory() as root:
         with open(os.path.join(root, "small.bin"), "wb") as f:
             f.write(SMALL)
