@@ -303,7 +303,7 @@ class HeadReader:
                 return method, target, version, Headers._trusted(list(fields)), framing
             head = _plain_request_head(text)
             if head is not None:
-                _check_target(head)
+                check_target(head[0], head[1], head[4].get("host"))
                 if len(text) <= _RECENT_HEAD_MAX_CHARS:
                     if len(_RECENT_HEADS) >= _RECENT_HEADS_MAX:
                         _RECENT_HEADS.clear()
@@ -315,9 +315,9 @@ class HeadReader:
                 _start_line_error(text, True)
             method, target, version = m.groups()
             headers = Headers._trusted(parse_fields(text, m.end()))
-            head = method, target, version, headers, headers._lookup()
-            _check_target(head)
-            return head
+            index = headers._lookup()
+            check_target(method, target, index.get("host"))
+            return method, target, version, headers, index
         head = _plain_response_head(text)
         if head is not None:
             return head
@@ -327,13 +327,6 @@ class HeadReader:
         version, status, reason = m.groups()
         headers = Headers._trusted(parse_fields(text, m.end()))
         return version, int(status), reason or "", headers, headers._lookup()
-
-
-def _check_target(head):
-    """``check_target`` for a parsed request head, with its Host value when it has exactly one (the
-    connection refuses a request with more, or with none in HTTP/1.1)."""
-    hosts = head[4].get("host")
-    check_target(head[0], head[1], hosts[0] if hosts is not None and len(hosts) == 1 else None)
 
 
 def _start_line_error(text, request):

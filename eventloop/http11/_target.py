@@ -49,8 +49,6 @@ def _split_authority(authority, what):
 
 def _check_host(host):
     """Check a ``Host`` value that origin- and asterisk-form targets are relative to: it must name a host."""
-    if host in _GOOD_HOSTS:
-        return
     if not _split_authority(host, "Host")[0]:
         raise RemoteProtocolError("empty host in Host")
     if len(_GOOD_HOSTS) >= _GOOD_HOSTS_MAX:
@@ -66,19 +64,25 @@ def _same_authority(scheme, authority, host):
     return (authority[0], authority[1] or default) == (theirs[0], theirs[1] or default)
 
 
-def check_target(method, target, host):
+def check_target(method, target, hosts):
     """Raise ``RemoteProtocolError`` (400) unless ``target`` is a valid request-target for ``method`` and
-    ``host`` (the one Host value, or None without one) is valid for it."""
-    if target[0] == "/":                            # origin-form: what nearly every request has
-        if "#" in target:
-            raise RemoteProtocolError("fragment ('#') in request target")
-        if host is not None:
+    the Host value is valid for it.  ``hosts``: the Host values, or None; with none or more than one, only
+    the target is checked (the connection refuses such a request itself, or accepts it from HTTP/1.0)."""
+    host = hosts[0] if hosts is not None and len(hosts) == 1 else None
+    if target[0] == "/" and "#" not in target and method != "CONNECT":
+        # Origin-form, what nearly every request has: only the Host is left to check, if not seen lately.
+        if host is not None and host not in _GOOD_HOSTS:
             _check_host(host)
-        if method == "CONNECT":
-            raise RemoteProtocolError("CONNECT needs an authority-form target (host:port)")
         return
+    _check_other_target(method, target, host)
+
+
+def _check_other_target(method, target, host):
+    """``check_target`` for every target but a plain origin-form one."""
     if "#" in target:
         raise RemoteProtocolError("fragment ('#') in request target")
+    if target[0] == "/":
+        raise RemoteProtocolError("CONNECT needs an authority-form target (host:port)")
     if target == "*":
         if method != "OPTIONS":
             raise RemoteProtocolError(f"asterisk-form target '*' with {method} (only OPTIONS may use it)")
