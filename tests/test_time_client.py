@@ -344,5 +344,5 @@ def test_cli_usage_errors(args):
 
 
 def test_cli_refuses_a_port_in_other_digits_without_a_traceback():
-    code, out, err = run_cli("127.0.0.1", "\u00b2")
+    code, out, err = run_cli("127.0.0.1:\u00b2")
     assert code == 2 and "Traceback" not in err and "bad server" in err
