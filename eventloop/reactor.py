@@ -373,13 +373,14 @@ class Reactor:
         poller = self.poller
         registered = self._registered
         cmap = self.map
+        interest = self._interest
         for key in todo:
             obj = cmap.get(key)
             if obj is None:
                 if key in registered or key in self._always_ready:
                     self._forget(key)
                 continue
-            events = self._interest(obj)
+            events = interest(obj)
             entry = registered.get(key)
             if entry is not None and key.__class__ is not int and \
                     self._descriptor_to_register(key, todo) != self._fd_of.get(key):

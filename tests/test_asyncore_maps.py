@@ -218,13 +218,10 @@ def test_a_bad_key_whose_channel_wants_nothing_is_never_examined(mod):
 class CountingPoller:
     """A real poller that counts what the reactor asks of it (register/modify/unregister)."""
 
-    made = []
-
     def __init__(self, real):
         self.real = real
         self.calls = []
         self.name = real.name
-        CountingPoller.made.append(self)
 
     def register(self, fd, events):
         self.calls.append(("register", fd))
@@ -252,10 +249,13 @@ class CountingPoller:
 def counted(monkeypatch):
     """Every poller made from here on is a CountingPoller (the list of them is returned)."""
     real_make = reactor_module.make_poller
-    CountingPoller.made = []
-    monkeypatch.setattr(reactor_module, "make_poller",
-                        lambda spec=None: CountingPoller(real_make(spec)))
-    return CountingPoller.made
+    made = []
+
+    def make_counting(spec=None):
+        made.append(CountingPoller(real_make(spec)))
+        return made[-1]
+    monkeypatch.setattr(reactor_module, "make_poller", make_counting)
+    return made
 
 
 class Echo(ours.dispatcher_with_send):
@@ -308,7 +308,8 @@ def test_a_private_map_keeps_its_registrations_between_calls(counted):
 
 def test_channels_joining_and_leaving_a_private_map_touch_only_themselves(counted):
     cmap = {}
-    stay = [UdpIdle(s, map=cmap) for s in idle_udp(5)]
+    for s in idle_udp(5):
+        UdpIdle(s, map=cmap)
     ours.poll(0.0, cmap)
     poller = counted[0]
     del poller.calls[:]
