@@ -16,8 +16,9 @@ layer over :mod:`eventloop`'s reactor.  What differs is what users complained ab
 * ``dispatcher_with_send`` queues output in O(total bytes).
 
 Module globals (``socket``, ``socket_map``) are looked up when called, so programs and
-tests that rebind them keep working.  ``eventloop.install_asyncore()`` makes
-``import asyncore`` resolve to this module.
+tests that rebind them keep working.  ``import asyncore`` resolves to this module after
+``eventloop.install_asyncore()``, in a program run with ``python -m eventloop.run``, and on
+Python 3.12+ once ``python -m eventloop.shim enable`` has run.
 """
 import errno
 import os
