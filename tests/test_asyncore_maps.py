@@ -294,6 +294,15 @@ class UdpIdle(ours.dispatcher):
         self.recv(2048)
 
 
+def poll_until(cmap, done, passes=20):
+    """poll() passes over ``cmap`` (each waiting at most 0.5 s) until ``done()``; its result."""
+    for _ in range(passes):
+        if done():
+            break
+        ours.poll(0.5, cmap)
+    return done()
+
+
 def test_a_private_map_keeps_its_registrations_between_calls(counted):
     cmap = {}
     chans = [UdpIdle(s, map=cmap) for s in idle_udp(10)]
@@ -317,10 +326,7 @@ def test_channels_joining_and_leaving_a_private_map_touch_only_themselves(counte
     newcomer = Echo(a, cmap)
     b.send(b"echo back")
     b.settimeout(5)
-    for _ in range(20):
-        ours.loop(0.5, True, cmap, 1)
-        if newcomer.got:
-            break
+    assert poll_until(cmap, lambda: newcomer.got)
     assert b.recv(100) == b"back"
     fd = newcomer._fileno
     newcomer.close()
@@ -344,27 +350,16 @@ def test_a_map_changed_behind_the_channels_back_is_seen_at_the_next_call():
     foreign = Echo(foreign_sock, {})            # a channel of another map ...
     cmap[foreign_sock.fileno()] = foreign       # ... stored here directly
     foreign_peer.send(b"to the foreigner")
-    for _ in range(10):
-        ours.poll(0.5, cmap)
-        if foreign.got:
-            break
-    assert foreign.got == b"to the foreigner"
+    assert poll_until(cmap, lambda: foreign.got == b"to the foreigner")
     del cmap[member_sock.fileno()]              # deleted directly: no more events for it
     member_peer.send(b"nobody listens")
     foreign_peer.send(b"still here")
-    for _ in range(10):
-        ours.poll(0.5, cmap)
-        if foreign.got.endswith(b"still here"):
-            break
-    assert foreign.got.endswith(b"still here") and member.got == b""
+    assert poll_until(cmap, lambda: foreign.got.endswith(b"still here"))
+    assert member.got == b""
     replacement = Echo(foreign_sock, {})        # the same socket, another channel ...
     cmap[foreign_sock.fileno()] = replacement   # ... replacing the first in place, directly
     foreign_peer.send(b"for the replacement")
-    for _ in range(10):
-        ours.poll(0.5, cmap)
-        if replacement.got:
-            break
-    assert replacement.got == b"for the replacement"
+    assert poll_until(cmap, lambda: replacement.got == b"for the replacement")
     assert foreign.got == b"to the foreignerstill here"
     for s in (member_sock, member_peer, foreign_sock, foreign_peer):
         s.close()
