@@ -37,14 +37,16 @@ them once per pass of its own loop, measured in this process on both implementat
   SNMP stack's does; asyncore asks such a channel every pass, and so must we (no target:
   both cost in proportion to the channels).
 
-Each figure is the median over ``--rounds`` rounds of the best of seven timed batches (the
-two implementations' batches interleaved), in microseconds per call, with the ratio
-ours/stdlib.
+Each figure is the best of seven timed batches of about 10 ms in each of ``--rounds``
+rounds (every implementation's and size's batches taking turns in a shuffled order), in
+microseconds per call, with the ratio ours/stdlib; the best, not the median, because on a
+shared machine the noise only ever adds.
 """
 import argparse
 import datetime
 import json
 import os
+import random
 import re
 import resource
 import select
@@ -327,6 +329,7 @@ PER_CALL_SIZES = (10, 1000)
 PER_CALL_KINDS = ("writable() -> False", "writable() -> queue")
 PER_CALL_TARGETS = {"ratio10": 1.0, "flat": 1.1}
 BATCH_SECONDS = 0.01     # each timed batch runs about this long
+shuffler = random.Random(13)
 
 
 def per_call_modules():
@@ -381,8 +384,8 @@ def open_idle_map(mod, n, kind):
 def per_call_round(mods, kind, batches=7):
     """Per-call cost (us) of loop(count=1) and poll() on private maps of each size in
     :data:`PER_CALL_SIZES`, for every module in ``mods``: the best of ``batches`` timed
-    batches of about 10 ms each.  The batches of every implementation and size take turns,
-    so each sees the same machine and the same caches."""
+    batches of about 10 ms each.  The batches of every implementation and size take turns in
+    a shuffled order, so each sees the same machine and no one always follows another."""
     maps = {}
     try:
         for impl in mods:           # the stdlib first: select() needs descriptors < 1024
@@ -400,8 +403,10 @@ def per_call_round(mods, kind, batches=7):
                 for _ in range(20):
                     fn()                                    # warm up, and size the batches
                 reps[impl, n] = max(20, int(BATCH_SECONDS * 20 / (time.perf_counter() - t0)))
+            order = list(calls.items())
             for _ in range(batches):
-                for (impl, n), fn in calls.items():
+                shuffler.shuffle(order)     # no implementation always follows the same one
+                for (impl, n), fn in order:
                     t0 = time.perf_counter()
                     for _ in range(reps[impl, n]):
                         fn()
@@ -429,7 +434,7 @@ def measure_per_call(rounds):
 
 
 def render_per_call(samples, rounds):
-    med = {key: statistics.median(values) for key, values in samples.items()}
+    med = {key: min(values) for key, values in samples.items()}
     heads = ["idle channels", "call", "kind", "stdlib us", "ours us", "ours/stdlib",
              "ours vs ours@10"]
     rows = []
@@ -456,8 +461,8 @@ def render_per_call(samples, rounds):
                                    flat <= PER_CALL_TARGETS["flat"], "%.2fx" % flat))
     widths = [max(len(r[i]) for r in [heads] + rows) for i in range(len(heads))]
     line = lambda cells: "| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
-    text = ["cost per call on a private dict map of idle UDP channels, median of %d rounds "
-            "(best of 7 interleaved batches each)" % rounds, line(heads),
+    text = ["cost per call on a private dict map of idle UDP channels: the best of 7 "
+            "interleaved batches in each of %d rounds" % rounds, line(heads),
             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
     text += [line(r) for r in rows]
     text.append("")
