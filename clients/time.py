@@ -265,10 +265,16 @@ def parse_server(text, default_port):
             port = rest[1:]
     elif text.count(":") == 1:
         host, port = text.split(":")
-    port = int(port)
-    if not host or not 0 < port < 65536:
+    port = _port(port) if isinstance(port, str) else port
+    if not host or port is None or not 0 < port < 65536:
         raise ValueError("bad server %r" % text)
     return host, port
+
+
+def _port(text):
+    """The port number ``text`` spells in ASCII digits, or None (``int()`` would also take
+    spaces, a sign and other scripts' digits, and raise on '²', which ``isdigit()`` lets by)."""
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
 def main(argv=None):
@@ -290,8 +296,8 @@ def main(argv=None):
         parser.error("--timeout must be positive")
 
     words, port = args.servers, DEFAULT_PORT
-    if len(words) > 1 and words[-1].isdigit():
-        words, port = words[:-1], int(words[-1])
+    if len(words) > 1 and _port(words[-1]) is not None:
+        words, port = words[:-1], _port(words[-1])
     try:
         servers = [parse_server(word, port) for word in words]
     except ValueError as exc:

@@ -1,7 +1,9 @@
 """eventloop: a selectors-style reactor with asyncore's API, and its drop-in facades.
 
 Write a channel by subclassing :class:`Dispatcher` (or :class:`AsyncChat`), then run
-:func:`loop`.  Legacy asyncore programs run unchanged after :func:`install_asyncore`.
+:func:`loop`.  Legacy asyncore programs run unchanged with ``python -m eventloop.run
+PROGRAM.py``, after :func:`install_asyncore`, or anywhere once ``python -m eventloop.shim
+enable`` has made ``import asyncore`` work on Python 3.12+.
 """
 import sys
 

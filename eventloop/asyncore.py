@@ -3,23 +3,29 @@
 Every public name of Python 3.11's module is here with the same behaviour, as a thin
 layer over :mod:`eventloop`'s reactor.  What differs is what users complained about:
 
-* ``loop()`` keeps registrations in an epoll/poll backend between passes, so a pass
-  costs in proportion to the active channels (classes that override ``readable()`` /
+* ``loop()`` and ``poll()`` keep registrations in an epoll/poll backend between passes and
+  between calls, for the default map and for a private dict map alike, so a pass costs in
+  proportion to the active channels (classes that override ``readable()`` /
   ``writable()`` are still asked on every pass, as asyncore did);
+* a map may be keyed by descriptor numbers or by objects with ``fileno()`` (sockets), as
+  asyncore's ``select()`` path allowed, on every path; events reach the channel under the
+  key it was stored with;
 * ``use_poll`` is accepted, and both of its values are served by the best poller the
   platform has, so no program dies at descriptor 1024;
 * events go only to the channel registered when the poll began (CPython gh-75114);
 * ``dispatcher_with_send`` queues output in O(total bytes).
 
 Module globals (``socket``, ``socket_map``) are looked up when called, so programs and
-tests that rebind them keep working.  ``eventloop.install_asyncore()`` makes
-``import asyncore`` resolve to this module.
+tests that rebind them keep working.  ``import asyncore`` resolves to this module after
+``eventloop.install_asyncore()``, in a program run with ``python -m eventloop.run``, and on
+Python 3.12+ once ``python -m eventloop.shim enable`` has run.
 """
 import errno
 import os
 import select
 import socket
 import sys
+import weakref
 
 from . import dispatcher as _core
 from . import reactor as _reactor
@@ -87,8 +93,117 @@ def readwrite(obj, flags):
         obj.handle_error()
 
 
+class _MapReactor(_reactor.Reactor):
+    """The reactor kept for one private dict map between ``loop()``/``poll()`` calls.
+
+    The map is the program's own dict, so nothing tells the reactor when it changes.  This
+    module's channels report what they do to it (joining, leaving, interest changes; see
+    :meth:`dispatcher.add_channel`), so a pass re-examines only those; anything else in the
+    map cannot report and is asked every pass, as asyncore asked everyone.  What the program
+    does to the dict itself is caught before every pass by comparing its size and its newest
+    entry with what the reactor last saw (O(1)): insertion order puts every added key last,
+    so keys added or deleted directly change one of the two, and the whole map is then
+    re-examined once.  A value replaced in place under an existing key directly is noticed
+    at the next event on its descriptor.
+
+    Its lifetime is the map's: a plain dict cannot be weakly referenced, so the channels
+    that joined the map hold this reactor (``_map_reactor``) and :data:`_map_reactors` holds
+    it weakly.  When the last of them leaves an empty map, its epoll descriptor is closed;
+    when the map and its channels are dropped unclosed, the reactor goes with them.
+    """
+
+    def __init__(self, map):
+        _reactor.Reactor.__init__(self, map=map, wakeup=False, observed=True)
+        self._members = 0               # channels holding this reactor
+        self._rescan_due = True         # the first pass examines whatever the map holds
+        self._note_shape()
+
+    def _note_shape(self):
+        cmap = self.map
+        self._size = len(cmap)
+        self._newest = next(reversed(cmap.items())) if cmap else None
+
+    def _same_shape(self):
+        """True unless keys were added or deleted since :meth:`_note_shape` (O(1))."""
+        cmap = self.map
+        if len(cmap) != self._size:
+            return False
+        if not cmap:
+            return True
+        key, channel = next(reversed(cmap.items()))
+        newest = self._newest
+        return channel is newest[1] and (key is newest[0] or key == newest[0])
+
+    def join(self, key, channel):
+        """``channel`` enters the map under ``key`` and will report its changes."""
+        if not self._same_shape():
+            self._rescan_due = True
+        self.map[key] = channel
+        self.touch(key)
+        self._note_shape()
+        self._members += 1
+
+    def leave(self, key):
+        """The channel under ``key`` leaves the map (its socket is closed after this)."""
+        if not self._same_shape():
+            self._rescan_due = True
+        cmap = self.map
+        if key in cmap:
+            self.forget(key)
+            del cmap[key]
+        self._note_shape()
+        self._members -= 1
+        if self._members <= 0 and not cmap:
+            self.close()                # a later pass would make the poller again
+
+    def _asks_every_pass(self, obj):
+        return getattr(obj, "_map_reactor", None) is not self or \
+            _reactor._asks_every_pass(obj)
+
+    def run_once(self, timeout=None):
+        if self._rescan_due or not self._same_shape():
+            self._rescan_due = False
+            self.resync()
+            self._note_shape()
+        _reactor.Reactor.run_once(self, timeout)
+
+
+#: ``id(map) -> weakref to its _MapReactor``, for the private maps channels have joined.
+_map_reactors = {}
+
+
+def _joined_reactor(map):
+    """The :class:`_MapReactor` of ``map``, if any of this module's channels joined it."""
+    ref = _map_reactors.get(id(map))
+    if ref is not None:
+        reactor = ref()
+        if reactor is not None and reactor.map is map:
+            return reactor
+    return None
+
+
+def _map_reactor_for(map):
+    """The :class:`_MapReactor` of a private dict ``map``, made on first use."""
+    reactor = _joined_reactor(map)
+    if reactor is None:
+        reactor = _MapReactor(map)
+        key = id(map)
+
+        def gone(ref, key=key):
+            if _map_reactors.get(key) is ref:
+                del _map_reactors[key]
+        _map_reactors[key] = weakref.ref(reactor, gone)
+    return reactor
+
+
 def _reactor_for(map):
-    """The reactor that owns ``map``, or a one-off reactor for a plain dict (then True)."""
+    """The reactor that owns ``map`` (then False), or a one-off reactor for a dict no channel
+    of this module joined (then True: close it after the call)."""
+    if isinstance(map, _reactor.ChannelMap):
+        return map.reactor, False
+    reactor = _joined_reactor(map)
+    if reactor is not None:
+        return reactor, False
     owner = getattr(map, "reactor", None)
     if isinstance(owner, _reactor.Reactor):
         return owner, False
@@ -173,6 +288,38 @@ class dispatcher(_AsyncoreManners, _core.Dispatcher):
     """asyncore's dispatcher: readable and writable unless overridden (asyncore semantics)."""
 
     accept_batch = 1        # asyncore accepted one connection per event; subclasses may raise it
+
+    _map_reactor = None     # the _MapReactor of the private dict map this channel is in
+
+    def add_channel(self, map=None):
+        """Enter ``map`` (default: the channel's); in a private dict map, also join the
+        reactor kept for it, which this channel then tells about its changes."""
+        if map is None:
+            map = self._map
+        if type(map) is dict:
+            reactor = _map_reactor_for(map)
+            reactor.join(self._fileno, self)
+            self._map_reactor = reactor
+        else:
+            map[self._fileno] = self
+
+    def del_channel(self, map=None):
+        if map is None:
+            map = self._map
+        reactor = self._map_reactor
+        if reactor is not None and reactor.map is map:
+            self._map_reactor = None
+            reactor.leave(self._fileno)
+            self._fileno = None
+        else:
+            _core.Dispatcher.del_channel(self, map)
+
+    def interest_changed(self):
+        reactor = self._map_reactor
+        if reactor is None:
+            _core.Dispatcher.interest_changed(self)
+        elif self._fileno is not None:
+            reactor.touch(self._fileno)
 
     def handle_accept_shortage(self, exc):
         # asyncore let the error reach handle_error; so do we (readable() cannot pause here).

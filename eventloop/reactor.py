@@ -6,12 +6,16 @@
 3. **run ready callbacks** — those queued when the phase starts (``call_soon``).
 
 Channels live in a :class:`ChannelMap` (``fd -> channel``), the same dict asyncore
-called ``socket_map``.  Registrations persist in the poller; a pass re-examines only
+called ``socket_map``.  A key is what ``select.select`` accepts: a descriptor number, or
+an object with ``fileno()`` (a socket); the OS poller watches its descriptor, and events
+go to the channel under the original key.  Registrations persist in the poller; a pass
+re-examines only
 
 * the descriptors touched since the last pass (added, removed, a channel said its
   interest changed, or it handled anything but plain input), and
 * channels whose class overrides ``readable()``/``writable()``: those keep asyncore's
-  ask-every-pass semantics, because their answer can change without telling us.
+  ask-every-pass semantics, because their answer can change without telling us (an
+  override that only returns a constant, or one marked :func:`static_interest`, cannot).
 
 So a pass costs in proportion to the active channels, not to all of them.
 
@@ -116,7 +120,45 @@ def static_interest(method):
 _static = static_interest
 
 
+def _descriptor(key):
+    """The descriptor a channel-map key stands for, read as ``select.select`` reads it: an int,
+    or the int its ``fileno()`` returns.  Any other key raises TypeError, a negative number
+    ValueError, as select() does."""
+    if isinstance(key, int):
+        fd = int(key)
+    else:
+        try:
+            fileno = key.fileno
+        except AttributeError:
+            raise TypeError("channel map key %r is neither a descriptor number nor an object "
+                            "with a fileno() method" % (key,)) from None
+        fd = fileno()
+        if not isinstance(fd, int):
+            raise TypeError("fileno() of channel map key %r returned %r, not an int" % (key, fd))
+    if fd < 0:
+        raise ValueError("channel map key %r stands for no descriptor (%d)" % (key, fd))
+    return fd
+
+
 _kind_cache = weakref.WeakKeyDictionary()
+
+
+#: co_flags of generator and coroutine functions, whose call never returns the constant.
+_NOT_PLAIN = 0x20 | 0x80 | 0x100 | 0x200
+
+
+def _keeps_its_answer(method):
+    """True for a readable()/writable() whose answer changes only when the channel says so:
+    one marked :func:`static_interest`, or one whose whole body is ``return CONSTANT`` (as in
+    asyncore's ``def writable(self): return False``), which cannot change at all."""
+    if getattr(method, "_static_interest", False):
+        return True
+    code = getattr(method, "__code__", None)
+    if code is None or code.co_flags & _NOT_PLAIN or code.co_names:
+        return False
+    import dis      # only for classes that override the two methods, once per class
+    ops = [i.opname for i in dis.get_instructions(code) if i.opname not in ("RESUME", "NOP")]
+    return ops in (["LOAD_CONST", "RETURN_VALUE"], ["RETURN_CONST"])
 
 
 def _asks_every_pass(obj):
@@ -126,8 +168,8 @@ def _asks_every_pass(obj):
         return _kind_cache[cls]
     except (KeyError, TypeError):
         pass
-    polled = not (getattr(getattr(cls, "readable", None), "_static_interest", False)
-                  and getattr(getattr(cls, "writable", None), "_static_interest", False))
+    polled = not (_keeps_its_answer(getattr(cls, "readable", None))
+                  and _keeps_its_answer(getattr(cls, "writable", None)))
     try:
         _kind_cache[cls] = polled
     except TypeError:
@@ -149,18 +191,28 @@ class Reactor:
     ``poller`` is a backend name ("epoll", "poll", "select", ...), a poller, a
     :class:`selectors.BaseSelector`, or None for the platform's best.  ``clock`` is the
     monotonic time source timers use (a virtual clock in tests).  ``map`` may be a plain
-    dict of channels, in which case every channel is re-examined on every pass.
+    dict of channels, in which case every channel is re-examined on every pass, unless
+    ``observed`` is true: then the caller reports every change to it (:meth:`touch`,
+    :meth:`forget`, :meth:`resync`), and a pass re-examines only those, as with a
+    :class:`ChannelMap`.
     """
 
-    def __init__(self, poller=None, *, clock=time.monotonic, map=None, wakeup=True, trace=None):
+    def __init__(self, poller=None, *, clock=time.monotonic, map=None, wakeup=True, trace=None,
+                 observed=False):
         self._dirty = set()
         self.map = ChannelMap(self) if map is None else map
-        self._observed = isinstance(self.map, ChannelMap) and self.map.reactor is self
+        self._observed = observed or (isinstance(self.map, ChannelMap)
+                                      and self.map.reactor is self)
         self._poller_spec = poller
         self._poller = None
-        self._registered = {}          # fd -> (channel, events) as the OS poller has it
-        self._polled = set()           # fds whose channel is asked every pass
-        self._always_ready = {}        # fd -> events, for descriptors the poller refuses
+        # Keyed by map key: registrations as the OS poller has them, the keys whose channel
+        # is asked every pass, and descriptors the poller refuses (always ready).
+        self._registered = {}          # key -> (channel, events)
+        self._polled = set()
+        self._always_ready = {}        # key -> events
+        # Keys that are not descriptor numbers (sockets): key -> fd and fd -> key.
+        self._fd_of = {}
+        self._key_of = {}
         self.clock = clock
         self._timers = TimerQueue(clock)
         self._ready = collections.deque()
@@ -237,17 +289,61 @@ class Reactor:
         self._registered.clear()
         self._polled.clear()
         self._always_ready.clear()
+        self._fd_of.clear()
+        self._key_of.clear()
         self._dirty.update(self.map)
 
+    # ------------------------------------------- maps whose changes are reported
+    def touch(self, key):
+        """The channel at ``key`` was added or replaced, or may want other events: re-examine
+        it next pass (a :class:`ChannelMap` reports this by itself)."""
+        self._dirty.add(key)
+
+    def forget(self, key):
+        """The channel at ``key`` is leaving the map: stop watching its descriptor now, before
+        its socket is closed (a :class:`ChannelMap` reports this by itself)."""
+        self._forget(key)
+
+    def resync(self):
+        """The map may have changed unreported: re-examine every channel next pass, and drop
+        the registrations of keys no longer in it (one walk of the map)."""
+        self._dirty.update(self.map)
+        self._dirty.update(self._registered)
+        self._dirty.update(self._always_ready)
+
     # ------------------------------------------------------------ interest sync
-    def _forget(self, fd):
+    def _forget(self, key):
         if self.trace:
-            trace_log.info("fd %s removed", fd)
-        self._dirty.discard(fd)
-        self._polled.discard(fd)
-        self._always_ready.pop(fd, None)
-        if self._registered.pop(fd, None) is not None and self._poller is not None:
-            self._poller.unregister(fd)
+            trace_log.info("fd %s removed", key)
+        self._dirty.discard(key)
+        self._polled.discard(key)
+        self._always_ready.pop(key, None)
+        self._unregister(key)
+
+    def _unregister(self, key):
+        """Drop the registration of ``key``, if any, and stop watching its descriptor unless
+        another key has taken the number over since (a socket key closed and reused)."""
+        if self._registered.pop(key, None) is None:
+            return
+        fd = self._fd_of.pop(key, key) if self._fd_of else key
+        owner = self._key_of.get(fd, fd) if self._key_of else fd
+        if owner is key or owner == key:
+            if fd is not key:
+                del self._key_of[fd]
+            if self._poller is not None:
+                self._poller.unregister(fd)
+
+    def _descriptor_to_register(self, key, todo):
+        """The descriptor to give the OS poller for ``key``.  A key select() would refuse
+        raises as select() does; every examined key stays due for the next pass, which
+        raises again while the key is in the map."""
+        if key.__class__ is int and key >= 0:
+            return key
+        try:
+            return _descriptor(key)
+        except (TypeError, ValueError):
+            self._dirty.update(todo)
+            raise
 
     @staticmethod
     def _interest(obj):
@@ -275,65 +371,77 @@ class Reactor:
         poller = self.poller
         registered = self._registered
         cmap = self.map
-        for fd in todo:
-            obj = cmap.get(fd)
+        interest = self._interest
+        for key in todo:
+            obj = cmap.get(key)
             if obj is None:
-                if fd in registered or fd in self._always_ready:
-                    self._forget(fd)
+                if key in registered or key in self._always_ready:
+                    self._forget(key)
                 continue
-            events = self._interest(obj)
-            entry = registered.get(fd)
+            events = interest(obj)
+            entry = registered.get(key)
+            if entry is not None and key.__class__ is not int and \
+                    self._descriptor_to_register(key, todo) != self._fd_of.get(key):
+                self._unregister(key)       # the socket was closed, its number reused
+                entry = None
             if entry is not None and entry[0] is obj:
                 if entry[1] == events:
                     continue
                 if self.trace:
-                    trace_log.info("fd %s interest %s -> %s (%s)", fd, _bits_name(entry[1]),
+                    trace_log.info("fd %s interest %s -> %s (%s)", key, _bits_name(entry[1]),
                                    _bits_name(events), _describe(obj))
                 if events:
+                    fd = self._fd_of.get(key, key) if self._fd_of else key
                     try:
                         poller.modify(fd, events)
                     except OSError as exc:
                         if exc.errno != errno.ENOENT:
-                            self._register_failed(fd, obj, events, exc)
+                            self._register_failed(key, obj, events, exc)
                             continue
                         poller.register(fd, events)   # closed and reopened behind our back
-                    registered[fd] = (obj, events)
+                    registered[key] = (obj, events)
                 else:
-                    del registered[fd]
-                    poller.unregister(fd)
+                    self._unregister(key)
                 continue
             if entry is not None:           # a different object took over this descriptor
-                del registered[fd]
-                poller.unregister(fd)
-            if fd in self._always_ready:
+                self._unregister(key)
+            if key in self._always_ready:
                 if events:
-                    self._always_ready[fd] = events
+                    self._always_ready[key] = events
                 else:
-                    del self._always_ready[fd]
+                    del self._always_ready[key]
                 continue
-            if _asks_every_pass(obj):
-                self._polled.add(fd)
+            if key.__class__ is not int or self._asks_every_pass(obj):
+                # A channel under a socket key cannot name it in interest_changed(): ask it.
+                self._polled.add(key)
             if not events:
                 continue
             if self.trace:
-                trace_log.info("fd %s interest %s (%s)", fd, _bits_name(events), _describe(obj))
+                trace_log.info("fd %s interest %s (%s)", key, _bits_name(events), _describe(obj))
+            fd = self._descriptor_to_register(key, todo)
             try:
                 poller.register(fd, events)
             except FileExistsError:
                 poller.modify(fd, events)
             except (OSError, ValueError, TypeError) as exc:
-                self._register_failed(fd, obj, events, exc)
+                self._register_failed(key, obj, events, exc)
                 continue
-            registered[fd] = (obj, events)
+            registered[key] = (obj, events)
+            if fd is not key:
+                self._fd_of[key] = fd
+                self._key_of[fd] = key
 
-    def _register_failed(self, fd, obj, events, exc):
+    #: Whether the reactor must ask a channel's readable()/writable() on every pass.
+    _asks_every_pass = staticmethod(_asks_every_pass)
+
+    def _register_failed(self, key, obj, events, exc):
         if isinstance(exc, PermissionError):
             # epoll refuses regular files; poll() and select() call them always ready.
-            self._always_ready[fd] = events
+            self._always_ready[key] = events
             return
         # Like poll()'s POLLNVAL: the descriptor is unusable, so the channel is told it closed.
-        log.debug("cannot watch fd %r for %s: %s", fd, _describe(obj), exc)
-        self._ready.append(_Deferred(self._dispatch, (obj, fd, CLOSED)))
+        log.debug("cannot watch fd %r for %s: %s", key, _describe(obj), exc)
+        self._ready.append(_Deferred(self._dispatch, (obj, key, CLOSED)))
 
     # --------------------------------------------------------------- dispatch
     def _dispatch(self, obj, fd, bits):
@@ -394,6 +502,8 @@ class Reactor:
         if timeout is None and not self._registered and self._waker is None:
             raise RuntimeError("run_once(None) would block forever: nothing to wait for")
         events = poller.poll(timeout)
+        if self._key_of:
+            events = self._events_by_key(events)
         if self._always_ready:
             events = events + list(self._always_ready.items())
 
@@ -415,6 +525,7 @@ class Reactor:
             else:
                 obj = entry[0]
                 if cmap.get(fd) is not obj:
+                    self._dirty.add(fd)     # replaced or removed unreported: re-examine it
                     continue
                 if bits == READ and fast:
                     # The common case, _dispatch() inlined: input for a registered channel.
@@ -438,6 +549,11 @@ class Reactor:
             for _ in range(len(ready)):
                 item = ready.popleft()
                 self._run_callback(item.callback, item.args)
+
+    def _events_by_key(self, events):
+        """Poll results for descriptors registered under a socket key, under that key."""
+        key_of = self._key_of
+        return [(key_of.get(fd, fd), bits) for fd, bits in events]
 
     def _run_callback(self, callback, args, owner=None):
         try:

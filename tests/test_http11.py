@@ -112,7 +112,9 @@ field_names = tokens.filter(lambda n: n.lower() not in RESERVED)
 field_values = st.text(alphabet=st.one_of(VISIBLE, st.sampled_from(" \t")), max_size=20).map(
     lambda v: v.strip(" \t"))
 field_lists = st.lists(st.tuples(field_names, field_values), max_size=8)
-targets = st.text(alphabet=VISIBLE, min_size=1, max_size=30)
+# Origin-form targets: "/" then visible US-ASCII without "#" (a fragment is never sent).
+targets = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="#"),
+                  max_size=30).map(lambda t: "/" + t)
 reasons = st.text(alphabet=st.one_of(VISIBLE, st.sampled_from(" \t")), max_size=20)
 bodies = st.binary(max_size=300)
 
@@ -140,8 +142,9 @@ def chunk_ext():
     quoted = st.lists(st.one_of(st.characters(min_codepoint=0x20, max_codepoint=0x7E, exclude_characters='"\\'),
                                 st.sampled_from(['\\"', "\\\\"])), max_size=6).map(lambda s: '"' + "".join(s) + '"')
     ows = st.sampled_from(["", " ", "\t"])
-    one = st.tuples(ows, tokens, st.one_of(st.just(""), st.tuples(ows, st.one_of(tokens, quoted)).map(
-        lambda t: f"{t[0]}={t[1]}"))).map(lambda t: f"{t[0]};{t[1]}{t[2]}")
+    # Whitespace only after ";" and around "=": never before ";" or the CRLF.
+    one = st.tuples(ows, tokens, st.one_of(st.just(""), st.tuples(ows, ows, st.one_of(tokens, quoted)).map(
+        lambda t: f"{t[0]}={t[1]}{t[2]}"))).map(lambda t: f";{t[0]}{t[1]}{t[2]}")
     return st.lists(one, max_size=3).map("".join)
 
 
@@ -162,7 +165,8 @@ def hand_chunked(draw, body):
 
 # --------------------------------------------------------------------------------- round trips
 
-@given(method=tokens, target=targets, fields=field_lists, body=bodies, data=st.data(),
+@given(method=tokens.filter(lambda m: m != "CONNECT"), target=targets, fields=field_lists, body=bodies,
+       data=st.data(),
        framing=st.sampled_from(["length", "chunked", "none"]), trailers=field_lists)
 def test_request_round_trip(method, target, fields, body, data, framing, trailers):
     if framing == "none":
@@ -424,6 +428,42 @@ REJECT = {
     "http-0.9": b"GET /\r\n\r\n",
     "missing-target": b"GET HTTP/1.1\r\nHost: h\r\n\r\n",
     "lowercase-http": b"GET / http/1.1\r\nHost: h\r\n\r\n",
+    "version-one-digit": b"GET / HTTP/1\r\nHost: h\r\n\r\n",
+    "version-3": b"GET / HTTP/3\r\nHost: h\r\n\r\n",
+    "version-leading-zeros": b"GET / HTTP/01.01\r\nHost: h\r\n\r\n",
+    "version-two-minor-digits": b"GET / HTTP/1.10\r\nHost: h\r\n\r\n",
+    "version-two-major-digits": b"GET / HTTP/10.1\r\nHost: h\r\n\r\n",
+    "version-superscript-digit": b"GET / HTTP/1.\xb9\r\nHost: h\r\n\r\n",
+    "version-no-minor": b"GET / HTTP/1.\r\nHost: h\r\n\r\n",
+    "target-utf8": b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: h\r\n\r\n",
+    "target-overlong-slash": b"GET /\xc0\xaf HTTP/1.1\r\nHost: h\r\n\r\n",
+    "target-obs-text-http-2": b"GET /\xe9 HTTP/2.0\r\nHost: h\r\n\r\n",
+    "target-fragment": b"GET /a#frag HTTP/1.1\r\nHost: h\r\n\r\n",
+    "target-absolute-fragment": b"GET http://h/a#frag HTTP/1.1\r\nHost: h\r\n\r\n",
+    "asterisk-with-get": b"GET * HTTP/1.1\r\nHost: h\r\n\r\n",
+    "relative-target": b"GET index.html HTTP/1.1\r\nHost: h\r\n\r\n",
+    "connect-origin-form": b"CONNECT / HTTP/1.1\r\nHost: h\r\n\r\n",
+    "connect-without-port": b"CONNECT h HTTP/1.1\r\nHost: h\r\n\r\n",
+    "host-userinfo": b"GET / HTTP/1.1\r\nHost: user@h\r\n\r\n",
+    "host-path": b"GET / HTTP/1.1\r\nHost: h/path\r\n\r\n",
+    "host-comma-list": b"GET / HTTP/1.1\r\nHost: h, other\r\n\r\n",
+    "host-comma": b"GET / HTTP/1.1\r\nHost: h,other\r\n\r\n",
+    "host-empty": b"GET / HTTP/1.1\r\nHost:\r\n\r\n",
+    "host-empty-1.0": b"GET / HTTP/1.0\r\nHost: \r\n\r\n",
+    "host-port-only": b"GET / HTTP/1.1\r\nHost: :80\r\n\r\n",
+    "host-bad-port": b"GET / HTTP/1.1\r\nHost: h:8o\r\n\r\n",
+    "host-two-ports": b"GET / HTTP/1.1\r\nHost: h:80:81\r\n\r\n",
+    "host-bare-ipv6": b"GET / HTTP/1.1\r\nHost: ::1\r\n\r\n",
+    "host-bad-ipv6": b"GET / HTTP/1.1\r\nHost: [::g]\r\n\r\n",
+    "host-unclosed-ipv6": b"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n",
+    "host-bad-percent": b"GET / HTTP/1.1\r\nHost: h%zz\r\n\r\n",
+    "host-obs-text": b"GET / HTTP/1.1\r\nHost: caf\xe9\r\n\r\n",
+    "host-empty-asterisk": b"OPTIONS * HTTP/1.1\r\nHost:\r\n\r\n",
+    "absolute-host-mismatch": b"GET http://a/ HTTP/1.1\r\nHost: b\r\n\r\n",
+    "absolute-port-mismatch": b"GET http://a:8080/ HTTP/1.1\r\nHost: a\r\n\r\n",
+    "absolute-userinfo": b"GET http://u@a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+    "absolute-empty-host": b"GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n",
+    "absolute-no-authority": b"GET http:/x HTTP/1.1\r\nHost: a\r\n\r\n",
     "bad-method": b"G(T / HTTP/1.1\r\nHost: h\r\n\r\n",
     "ctl-in-target": b"GET /\x01 HTTP/1.1\r\nHost: h\r\n\r\n",
     "bare-cr-before-request": b"\rGET / HTTP/1.1\r\nHost: h\r\n\r\n",
@@ -435,6 +475,17 @@ REJECT = {
                            + b"1" * 17 + b"\r\n",
     "chunk-line-too-long": b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1;"
                            + b"a" * 5000,
+    "chunk-size-trailing-space": b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                 b"5 \r\nhello\r\n0\r\n\r\n",
+    "chunk-size-trailing-tab": b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+                               b"5\t\r\nhello\r\n0\r\n\r\n",
+    "chunk-size-space-before-ext": b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                   b"5 ;a=b\r\nhello\r\n0\r\n\r\n",
+    "chunk-ext-trailing-space": b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                b"5;a=b \r\nhello\r\n0\r\n\r\n",
+    "chunk-ext-space-before-next": b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                   b"5;a ;b\r\nhello\r\n0\r\n\r\n",
+    "last-chunk-trailing-space": b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0 \r\n\r\n",
     "chunk-size-bare-lf": b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1\na\r\n0\r\n\r\n",
     "chunk-ext-bad": b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1;=x\r\na\r\n0\r\n\r\n",
     "chunk-ext-unterminated-quote": b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -461,9 +512,111 @@ def test_unknown_transfer_coding_before_chunked_in_request_is_501(raw):
     assert request_error(raw).error_status_hint == 501
 
 
-@pytest.mark.parametrize("version", [b"HTTP/2.0", b"HTTP/3", b"HTTP/1.2", b"HTTP/0.9", b"HTTP/10.1"])
+@pytest.mark.parametrize("version", [b"HTTP/2.0", b"HTTP/1.2", b"HTTP/0.9", b"HTTP/9.9"])
 def test_unsupported_versions_are_505(version):
     assert request_error(b"GET / " + version + b"\r\nHost: h\r\n\r\n").error_status_hint == 505
+
+
+# A version is HTTP/ DIGIT "." DIGIT (RFC 9112 section 2.3): 505 when well-formed but not 1.0/1.1, else 400.
+# The alphabet has the latin-1 superscripts (str.isdigit() is True for them) and other scripts' digits.
+version_bytes = st.lists(st.one_of(
+    st.sampled_from([b"0", b"1", b"2", b"9", b".", b"\xb2", b"\xb9", b"+", b"-"]),
+    st.characters(categories=["Nd", "No"]).map(lambda c: c.encode("utf-8"))), max_size=6).map(b"".join)
+
+
+@given(version=version_bytes)
+@example(version=b"1.1")
+@example(version=b"1")
+@example(version=b"01.01")
+@example(version=b"1.10")
+@example(version=b"2.0")
+@example(version=b"\xd9\xa1.\xd9\xa1")        # ARABIC-INDIC DIGIT ONE, twice
+def test_http_version_is_exactly_digit_dot_digit(version):
+    raw = b"GET / HTTP/" + version + b"\r\nHost: h\r\n\r\n"
+    if version in (b"1.1", b"1.0"):
+        assert parse_request(raw)[0].version == version.decode()
+    elif len(version) == 3 and version[1:2] == b"." and all(48 <= b <= 57 for b in version[::2]):
+        assert request_error(raw).error_status_hint == 505
+    else:
+        assert request_error(raw).error_status_hint == 400
+
+
+# ------------------------------------------------------------ request target and Host (RFC 9112 section 3.2)
+
+UNRESERVED = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~"
+SUB_DELIMS = "!$&'()*+;="       # less ",", refused in Host (what two merged Host fields look like)
+HEXDIG = "0123456789abcdefABCDEF"
+reg_names = st.lists(st.one_of(
+    st.sampled_from(UNRESERVED + SUB_DELIMS),
+    st.tuples(st.sampled_from(HEXDIG), st.sampled_from(HEXDIG)).map(lambda t: "%" + "".join(t))),
+    min_size=1, max_size=16).map("".join)
+uri_hosts = st.one_of(
+    reg_names,
+    st.ip_addresses(v=4).map(str),
+    st.ip_addresses(v=6).map(lambda a: f"[{a}]"),
+    st.ip_addresses(v=6).map(lambda a: f"[{a.exploded.upper()}]"))
+host_values = st.tuples(uri_hosts, st.one_of(st.just(""), st.text("0123456789", max_size=5).map(
+    lambda p: ":" + p))).map("".join)
+# Each makes any host invalid wherever it is put (inside it: surrounding whitespace would be stripped).
+HOST_BREAKERS = ["@", "/", ",", "\\", "?", "#", "[", "]", '"', "<", ">", "^", "{", "}", "|", "`", "%g",
+                 "\xe9", "a b", "a\tb", ":x", "::"]
+
+
+@given(host=host_values)
+@example(host="[::1]:8000")
+@example(host="ex%41mple.com")
+@example(host="127.0.0.1")
+@example(host="h:")
+def test_valid_hosts_are_accepted(host):
+    raw = b"GET / HTTP/1.1\r\nHost: " + host.encode("ascii") + b"\r\n\r\n"
+    assert parse_request(raw)[0].headers.get("host") == host
+
+
+@given(host=host_values, breaker=st.sampled_from(HOST_BREAKERS), data=st.data())
+@example(host="h", breaker="@", data=None)
+def test_invalid_hosts_are_400(host, breaker, data):
+    where = data.draw(st.integers(0, len(host))) if data is not None else 0
+    bad = host[:where] + breaker + host[where:]
+    exc = request_error(b"GET / HTTP/1.1\r\nHost: " + bad.encode("latin-1") + b"\r\n\r\n")
+    assert exc.error_status_hint == 400
+
+
+@pytest.mark.parametrize("method, target, host", [
+    ("GET", "/a?b=c&d=%20", "example.com"),
+    ("GET", "/", "[v1.fe80::a+en1]:80"),
+    ("OPTIONS", "*", "h"),
+    ("OPTIONS", "/", "h"),
+    ("CONNECT", "h:443", "h:443"),
+    ("CONNECT", "[::1]:443", "[::1]:443"),
+    ("GET", "http://h/x", "h"),
+    ("GET", "http://H:80/x", "h"),
+    ("GET", "http://h/x", "h:80"),
+    ("GET", "https://h:443", "h"),
+    ("GET", "http://h:8000?q", "h:8000"),
+    ("GET", "http://[::1]:8000/", "[::1]:8000"),
+    ("GET", "urn:isbn:0451450523", ""),
+])
+def test_valid_target_forms_are_accepted(method, target, host):
+    raw = f"{method} {target} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode("ascii")
+    assert parse_request(raw)[0].target == target
+
+
+def test_http10_absolute_form_without_host_is_accepted():
+    assert parse_request(b"GET http://h/x HTTP/1.0\r\n\r\n")[0].target == "http://h/x"
+
+
+@given(target=st.binary(min_size=1, max_size=12).filter(lambda b: b" " not in b and b"\n" not in b))
+def test_targets_are_visible_ascii_without_a_fragment(target):
+    raw = b"GET /" + target + b" HTTP/1.1\r\nHost: h\r\n\r\n"
+    if all(0x21 <= b <= 0x7e for b in target) and b"#" not in target:
+        assert parse_request(raw)[0].target == "/" + target.decode()
+    else:
+        assert request_error(raw).error_status_hint == 400
+
+
+def test_request_events_with_non_ascii_targets_are_refused():
+    with pytest.raises(LocalProtocolError):
+        Request("GET", "/caf\xe9", [("Host", "h")])
 
 
 @pytest.mark.parametrize("version", [b"HTTP/2.0", b"HTTP/1.2"])
@@ -493,6 +646,33 @@ def test_malformed_responses_are_rejected(raw):
     assert not conn.keep_alive
 
 
+# Characters str.isdigit() takes for digits though int() refuses them or they are not ASCII: the latin-1
+# superscripts as raw bytes, and other scripts' digits in UTF-8.
+non_ascii_digits = st.one_of(
+    st.sampled_from([b"\xb2", b"\xb3", b"\xb9"]),
+    st.characters(categories=["Nd", "No"]).filter(lambda c: not "0" <= c <= "9").map(str.encode))
+
+
+@given(digits=st.lists(st.one_of(st.sampled_from([b"1", b"7"]), non_ascii_digits), min_size=1, max_size=4)
+       .filter(lambda parts: any(p not in (b"1", b"7") for p in parts)).map(b"".join),
+    case=st.sampled_from([("GET", 304), ("GET", 204), ("HEAD", 200), ("GET", 200), ("POST", 404)]))
+@example(digits=b"\xb2", case=("GET", 304))
+def test_content_length_of_non_ascii_digits_is_a_protocol_error_in_every_response(digits, case):
+    """Also where it frames nothing (HEAD, 204, 304): it is a size callers read."""
+    method, status = case
+    conn = client_after(Request(method, "/", [("Host", "h")]))
+    conn.receive_data(b"HTTP/1.1 %d X\r\nContent-Length: %s\r\n\r\n" % (status, digits))
+    with pytest.raises(RemoteProtocolError, match="Content-Length"):
+        drain(conn)
+    assert conn.their_state == ERROR and not conn.keep_alive
+
+
+@given(digits=st.lists(non_ascii_digits, min_size=1, max_size=3).map(b"".join))
+def test_request_content_length_of_non_ascii_digits_is_400(digits):
+    exc = request_error(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: %s\r\n\r\n" % digits)
+    assert exc.error_status_hint == 400
+
+
 def test_identical_repeated_content_lengths_are_merged():
     for cl in (b"Content-Length: 3\r\nContent-Length: 3\r\n", b"Content-Length: 3, 3\r\n",
                b"Content-Length: 003\r\n"):
@@ -502,9 +682,20 @@ def test_identical_repeated_content_lengths_are_merged():
 
 def test_chunk_extensions_are_accepted_and_ignored():
     raw = (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
-           b"1a;name=value;x=\"q \\\" ;\" ; y\r\n" + b"z" * 26 + b"\r\n"
-           b"A ; e = 1\r\nabcdefghij\r\n0;last\r\n\r\n")
+           b"1a;name=value;x=\"q \\\" ;\"; y\r\n" + b"z" * 26 + b"\r\n"
+           b"A; e = 1\r\nabcdefghij\r\n0;last\r\n\r\n")
     assert parse_request(raw)[1:] == [Data(b"z" * 26 + b"abcdefghij"), EndOfMessage()]
+
+
+@pytest.mark.parametrize("line", [b"5 ", b"5\t", b"5 ;a=b", b"5;a ;b", b"5; a = \"q\" ", b"5 ; a"])
+def test_whitespace_before_semicolon_or_crlf_of_a_chunk_size_line(line):
+    """400 and a close in a request (no BWS there: smuggling); accepted in a response (RFC 9112's BWS
+    before ";", and servers that pad the size)."""
+    body = line + b"\r\nhello\r\n0\r\n\r\n"
+    exc = request_error(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
+    assert exc.error_status_hint == 400 and "whitespace" in str(exc)
+    events = parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
+    assert events[1:] == [Data(b"hello"), EndOfMessage()]
 
 
 def test_trailers_are_returned_in_end_of_message():
@@ -590,6 +781,12 @@ def test_request_line_too_long_is_414_complete_or_not():
     long_get = b"GET /" + b"a" * 200 + b" HTTP/1.1\r\n"
     assert request_error(long_get + b"Host: h\r\n\r\n", max_line=100).error_status_hint == 414
     assert request_error(long_get[:150], max_line=100).error_status_hint == 414
+    assert server_run([bytes([b]) for b in long_get[:150]], max_line=100)[1] == 414
+    # A start line within the limit, then the rest of the head in pieces: parsed, and not refused.
+    ok_get = b"GET /" + b"a" * 80 + b" HTTP/1.1\r\n"
+    events, hint = server_run([ok_get] + [bytes([b]) for b in b"Host: h\r\nX: " + b"x" * 150 + b"\r\n\r\n"],
+                              max_line=200)
+    assert hint is None and events[0].headers.get("x") == "x" * 150
 
 
 def test_header_section_too_large_is_431_complete_or_not():

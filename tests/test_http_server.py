@@ -567,7 +567,8 @@ def _error(served, data):
      + b"\r\n", 431),
     (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999\r\n\r\n", 413),
     (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
-    (b"GET / HTTP/3\r\nHost: x\r\n\r\n", 505),
+    (b"GET / HTTP/1.2\r\nHost: x\r\n\r\n", 505),
+    (b"GET / HTTP/3\r\nHost: x\r\n\r\n", 400),                              # not HTTP/DIGIT.DIGIT
     (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
     (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
      400),
@@ -988,7 +989,7 @@ def test_hello(demo):
 
 def test_request_fields(demo):
     assert get(demo, "/query?a=1&b=%20")[2] == b"/query|a=1&b=%20|/query?a=1&b=%20"
-    (r,) = exchange(demo, b"GET http://example.com/query?z HTTP/1.1\r\nHost: x\r\n\r\n")
+    (r,) = exchange(demo, b"GET http://example.com/query?z HTTP/1.1\r\nHost: example.com\r\n\r\n")
     assert r.body == b"/query|z|http://example.com/query?z"
 
 

@@ -521,6 +521,91 @@ def test_a_deadline_is_not_moved_by_activity_and_replaces_the_idle_timeout(env):
         assert fired_at[0] + env.delay(4) <= fired_at[1] < fired_at[0] + env.delay(4) + 1.0
 
 
+# ------------------------------------------------------------ map keys
+class SocketKeyed(DispatcherWithSend):
+    """A channel that lives in its map under its socket object, not the number (as asyncore
+    programs that build ``{sock: channel}`` maps do), recording what it is told."""
+
+    def __init__(self, sock, map):
+        self.data = bytearray()
+        self.closes = 0
+        DispatcherWithSend.__init__(self, sock, map)
+
+    def add_channel(self, map=None):
+        (self._map if map is None else map)[self.socket] = self
+
+    def del_channel(self, map=None):
+        (self._map if map is None else map).pop(self.socket, None)
+        self._fileno = None
+
+    def handle_read(self):
+        self.data += self.recv(65536)
+
+    def handle_close(self):
+        self.closes += 1
+        self.close()
+
+
+def test_a_channel_keyed_by_its_socket_gets_every_event_under_that_key(env):
+    a, b = env.socketpair()
+    chan = SocketKeyed(a, env.reactor.map)
+    assert list(env.reactor.map) == [a]
+    b.send(b"ping")
+    env.pump(lambda: chan.data == b"ping")
+    chan.send(b"x" * 300000)            # more than the buffer takes: needs write events
+    got = bytearray()
+
+    def drain():
+        try:
+            got.extend(b.recv(65536))
+        except BlockingIOError:
+            pass
+        return len(got) == 300000
+    env.pump(drain, max_passes=500)
+    b.close()
+    env.pump(lambda: chan.closes)
+    assert not env.reactor.map
+
+
+def test_a_new_socket_key_on_a_closed_ones_number_gets_its_own_events(env):
+    """The descriptor behind a socket key is remembered per key: a closed socket's number
+    reused by a new socket under another key is watched for the new one."""
+    real_only(env)
+    a = env.socketpair()[0]
+    old = SocketKeyed(a, env.reactor.map)
+    env.idle_passes(2)
+    number = a.fileno()
+    old.close()
+    c, d = env.socketpair(reuse_fd=number)
+    new = SocketKeyed(c, env.reactor.map)
+    d.send(b"for the new one")
+    env.pump(lambda: new.data)
+    assert new.data == b"for the new one" and not old.data
+
+
+@pytest.mark.parametrize("key, error", [("not a descriptor", TypeError), (2.5, TypeError),
+                                        (-3, ValueError), ("closed socket", ValueError),
+                                        ("bad fileno", TypeError)])
+def test_a_key_select_would_refuse_raises_on_every_pass_while_it_stays(env, key, error):
+    class BadFileno:
+        def fileno(self):
+            return "three"
+    if key == "closed socket":
+        key = socket.socket()
+        key.close()
+    elif key == "bad fileno":
+        key = BadFileno()
+    a, b = env.socketpair()
+    good = Reader(a, env.reactor.map)
+    env.reactor.map[key] = Reader(env.socketpair()[0], {})
+    for _ in range(3):
+        with pytest.raises(error):
+            env.reactor.run_once(0)
+    del env.reactor.map[key]
+    b.send(b"after")
+    env.pump(lambda: good.data == b"after")
+
+
 # ---------------------------------------------------------- cost per pass
 def test_a_pass_examines_only_the_active_channels(env, monkeypatch):
     """O(active): with many idle channels, a pass asks readable()/writable() only of the
@@ -553,6 +638,27 @@ def test_a_pass_examines_only_the_active_channels(env, monkeypatch):
     assert set(map(id, examined)) <= {id(active), id(polled)}
     assert sum(obj is active for obj in examined) <= 2
     assert polled.asked - asked_before >= passes     # asked every pass, as in asyncore
+
+
+def test_an_override_that_only_returns_a_constant_is_not_asked_every_pass(env, monkeypatch):
+    """``def writable(self): return False`` cannot change its answer: such channels cost
+    nothing while idle, as if marked static_interest."""
+    class Constant(Reader):
+        def readable(self):
+            return True
+
+        def writable(self):
+            return False
+
+    reactor = env.reactor
+    chans = [Constant(env.socketpair()[0], reactor.map) for _ in range(20)]
+    env.idle_passes(2)
+    examined = []
+    real_interest = reactor._interest
+    monkeypatch.setattr(reactor, "_interest", lambda obj: (examined.append(obj),
+                                                           real_interest(obj))[1])
+    env.idle_passes(5)
+    assert examined == [] and all(chan.reads == 0 for chan in chans)
 
 
 # ------------------------------------------------------- a chat per backend

@@ -271,7 +271,7 @@ def test_parse_server(text, expected):
 
 
 @pytest.mark.parametrize("text", ["host:", ":37", "host:0", "host:65536", "[::1", "[::1]x",
-                                  "host:port"])
+                                  "host:port", "host:\u00b2", "host:\uff18", "host: 8", "host:+8"])
 def test_parse_server_rejects(text):
     with pytest.raises(ValueError):
         parse_server(text, 37)
@@ -341,3 +341,8 @@ def test_cli_udp_silence_is_one_line_too():
 def test_cli_usage_errors(args):
     status, out, err = run_cli(*args)
     assert status == 2 and "usage:" in err and "Traceback" not in err
+
+
+def test_cli_refuses_a_port_in_other_digits_without_a_traceback():
+    code, out, err = run_cli("127.0.0.1:\u00b2")
+    assert code == 2 and "Traceback" not in err and "bad server" in err

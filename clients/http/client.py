@@ -925,12 +925,17 @@ class AsyncHTTP(Dispatcher):
         self._finish()
 
     def _keep_alive_expiry(self):
-        """Seconds the server promised to keep the connection (Keep-Alive: timeout=N), less a margin."""
+        """Seconds the server promised to keep the connection (Keep-Alive: timeout=N), less a margin;
+        None if it promised none we can read (a malformed value is ignored)."""
         value = self.header.get("keep-alive") if self.header is not None else None
         if value:
             for item in value.split(","):
                 name, _, number = item.strip().partition("=")
-                if name.strip().lower() == "timeout" and number.strip().isdigit():
+                number = number.strip()
+                # ASCII digits only: str.isdigit() is also true of '²', which int() refuses.  Longer
+                # than 9 digits is past any pool's expiry anyway (and int() of a long one is slow).
+                if (name.strip().lower() == "timeout" and number.isascii() and number.isdigit()
+                        and len(number) <= 9):
                     return int(number) - 1.0
         return None
 

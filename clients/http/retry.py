@@ -86,15 +86,16 @@ def decide(policy, outcome, retries_done, backoff, elapsed):
 
 def retry_after_seconds(value, now):
     """Seconds a ``Retry-After`` value asks to wait (``now``: the current Unix time), or None
-    when it is neither a number of seconds nor an HTTP date."""
+    when it is neither a number of seconds nor an HTTP date we can read.  A number of more than
+    9 digits (31 years) is no wait to keep: None too (float() of one past 308 digits overflows)."""
     if value is None:
         return None
     value = value.strip()
     if value.isascii() and value.isdigit():
-        return float(int(value))
+        return float(int(value)) if len(value) <= 9 else None
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):     # a date of huge numbers overflows
         return None
     if when is None:
         return None

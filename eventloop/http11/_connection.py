@@ -276,7 +276,8 @@ class Connection:
         return Request._new(method, target, headers, version)
 
     def _chunked_reader(self):
-        return ChunkedReader(self._max_body, self._max_chunk_line, self._max_head, self._max_fields)
+        return ChunkedReader(self._max_body, self._max_chunk_line, self._max_head, self._max_fields,
+                             strict=self.our_role == SERVER)
 
     def _length_reader(self, cl):
         """The reader of a received body framed by the Content-Length values ``cl`` (413 past max_body)."""
@@ -299,6 +300,8 @@ class Connection:
         te = index.get("transfer-encoding")
         cl = index.get("content-length")
         if method == "HEAD" or status in _NO_BODY_STATUSES:
+            if cl is not None:
+                _content_length(cl, RemoteProtocolError)    # frames nothing here, but is a size callers read
             self._reader = _EMPTY_READER
         elif method == "CONNECT" and status < 300:
             self._reader = _EMPTY_READER

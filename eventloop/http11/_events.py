@@ -13,7 +13,7 @@ from ._state import LocalProtocolError
 __all__ = ["Request", "Response", "InformationalResponse", "Data", "EndOfMessage", "ConnectionClosed"]
 
 _METHOD_RE = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
-_TARGET_RE = re.compile(r"[^\x00-\x20\x7f\u0100-\U0010ffff]+")
+_TARGET_RE = re.compile(r"[\x21-\x7e]+")  # visible US-ASCII (RFC 9112 section 3.2)
 _REASON_BAD_RE = re.compile("[\x00-\x08\x0a-\x1f\x7f\u0100-\U0010ffff]")
 _VERSIONS = ("1.1", "1.0")
 

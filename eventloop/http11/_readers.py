@@ -15,30 +15,47 @@ import re
 from ._events import Data, EndOfMessage
 from ._headers import TOKEN, Headers
 from ._state import RemoteProtocolError
+from ._target import check_target
 
 __all__ = ["HeadReader", "ContentLengthReader", "ChunkedReader", "CloseDelimitedReader", "parse_fields",
            "FRAMING_NAMES"]
 
+# Every pattern here is unambiguous: at each point of a line at most one part of the pattern can take the
+# next character.  An ambiguous one (say ``[ \t]*`` followed by a value that may also start with SP) retries
+# a line that fails to match at every split between the two parts, which costs the square of its length.
+
 # field-vchar / SP / HTAB / obs-text: every latin-1 character except the controls (HTAB allowed) and DEL.
 _VALUE_CHAR = r"[^\x00-\x08\x0a-\x1f\x7f]"
+# A field value after the whitespace that follows the colon: empty, or starting with a field-vchar.
+_VALUE = rf"(?:[^\x00-\x20\x7f]{_VALUE_CHAR}*)?"
+# request-target: visible US-ASCII only (RFC 9112 section 3.2 and RFC 3986: no raw octet above 0x7e).
+_TARGET = r"[\x21-\x7e]+"
 
-_REQUEST_LINE_RE = re.compile(rf"({TOKEN}) ([^\x00-\x20\x7f]+) HTTP/(1\.[01])\r?\n")
-_ANY_VERSION_REQUEST_LINE_RE = re.compile(rf"{TOKEN} [^\x00-\x20\x7f]+ HTTP/[0-9]+(?:\.[0-9]+)?")
+_REQUEST_LINE_RE = re.compile(rf"({TOKEN}) ({_TARGET}) HTTP/(1\.[01])\r?\n")
 _STATUS_LINE_RE = re.compile(rf"HTTP/(1\.[01]) ([1-9][0-9][0-9])(?: ({_VALUE_CHAR}*))?\r?\n")
-_ANY_VERSION_STATUS_LINE_RE = re.compile(rf"HTTP/[0-9]+(?:\.[0-9]+)? [0-9]{{3}}(?: {_VALUE_CHAR}*)?")
 # One match per valid field line; a line that does not match is simply skipped by findall, so callers
 # compare the number of matches with the number of lines.
-_FIELD_RE = re.compile(rf"^({TOKEN}):[ \t]*({_VALUE_CHAR}*)\r?\n", re.M)
-_STRICT_FIELD_RE = re.compile(rf"^({TOKEN}):[ \t]*({_VALUE_CHAR}*)\r\n", re.M)
+_FIELD_RE = re.compile(rf"^({TOKEN}):[ \t]*({_VALUE})\r?\n", re.M)
+_STRICT_FIELD_RE = re.compile(rf"^({TOKEN}):[ \t]*({_VALUE})\r\n", re.M)
 _TOKEN_RE = re.compile(TOKEN)
+_VERSION_RE = re.compile(r"HTTP/[0-9]\.[0-9]")      # HTTP-version (RFC 9112 section 2.3)
+_STATUS_RE = re.compile(r"[0-9]{3}")
 
 _HEAD_END_RE = re.compile(rb"\n\r?\n")
 _LEADING_EMPTY_RE = re.compile(rb"(?:\r?\n)+")
 
-# chunk = chunk-size [ chunk-ext ] CRLF; chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted ) ] )
+# chunk = chunk-size [ chunk-ext ] CRLF; chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted ) ] ).
+# A request's may have no whitespace before a ";" or the CRLF, only after ";" and around "=": a server and a
+# proxy in front of it that disagree on where a chunk-size ends are what request smuggling is made of.  A
+# response's may (RFC 9112's BWS before ";", and the padding some servers put after the size).
 _QUOTED = r'"(?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[\t\x20-\x7e\x80-\xff])*"'
-_CHUNK_EXT = rf"[ \t]*;[ \t]*{TOKEN}(?:[ \t]*=[ \t]*(?:{TOKEN}|{_QUOTED}))?"
-_CHUNK_SIZE_RE = re.compile(rf"([0-9A-Fa-f]{{1,16}})(?:{_CHUNK_EXT})*[ \t]*".encode("latin-1"))
+_CHUNK_EXT_VALUE = rf"(?:{TOKEN}|{_QUOTED})"
+_CHUNK_SIZE_RE = re.compile(
+    rf"([0-9A-Fa-f]{{1,16}})(?:;[ \t]*{TOKEN}(?:[ \t]*=[ \t]*{_CHUNK_EXT_VALUE})?)*".encode("latin-1"))
+_LENIENT_CHUNK_SIZE_RE = re.compile(
+    rf"([0-9A-Fa-f]{{1,16}})[ \t]*(?:;[ \t]*{TOKEN}[ \t]*(?:=[ \t]*{_CHUNK_EXT_VALUE}[ \t]*)?)*"
+    .encode("latin-1"))
+_CHUNK_LINE_WHITESPACE_RE = re.compile(rb"[ \t](?:;|\Z)")
 
 
 def _field_line_error(line):
@@ -88,7 +105,8 @@ _BAD_VALUE_CHAR_RE = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
 # Plain request heads parsed lately, by their text: clients repeat the same head byte for byte (a
 # benchmark's, a browser's for each asset of a page), and equal text parses to equal parts.  Each hit
 # gets its own Headers (handlers may change theirs); the framing dict is only read.  Only plain heads
-# enter, after the limit checks of the connection at hand; the memo is emptied when full.
+# enter, after the limit checks of the connection at hand and the check of their target and Host; the memo
+# is emptied when full.
 _RECENT_HEADS = {}
 _RECENT_HEADS_MAX = 256
 _RECENT_HEAD_MAX_CHARS = 2048
@@ -142,10 +160,10 @@ def _plain_request_head(text):
     """The parsed head if ``text`` (a head up to and including the CRLF of its last field line) has the
     plain shape every common client sends, else None.
 
-    Plain: every line ends with CRLF, the request line is ``method SP target SP HTTP/1.x`` with a printable
-    target, and the field lines are plain (``_plain_fields``).  A head that is not goes to the complete
-    parser, which accepts the rest of the grammar and names what is wrong; for a plain head both give the
-    same result, this one just gets there in fewer steps.
+    Plain: every line ends with CRLF, the request line is ``method SP target SP HTTP/1.x`` with a target of
+    visible US-ASCII, and the field lines are plain (``_plain_fields``).  A head that is not goes to the
+    complete parser, which accepts the rest of the grammar and names what is wrong; for a plain head both
+    give the same result, this one just gets there in fewer steps.
     """
     split = _plain_lines(text)
     if split is None:
@@ -158,7 +176,7 @@ def _plain_request_head(text):
         return None
     if method not in _METHODS and _TOKEN_RE.fullmatch(method) is None:
         return None
-    if not target or not target.isprintable():
+    if not target or not target.isascii() or not target.isprintable():
         return None
     parsed = _plain_fields(split[1])
     if parsed is None:
@@ -189,7 +207,8 @@ def _plain_response_head(text):
 
 
 class HeadReader:
-    """Finds the end of a head (first empty line), checks the limits, and parses it.
+    """Finds the end of a head (first empty line), checks the limits, and parses it; of a request, also
+    checks the target and Host (``check_target``).
 
     ``read(buf)`` returns ``(method, target, version, headers, framing)`` for requests, ``(version, status,
     reason, headers, framing)`` for responses, or ``None`` if the head is not complete yet.  ``framing``
@@ -250,7 +269,10 @@ class HeadReader:
 
     def _check_incomplete(self, buf):
         n = len(buf)
-        if n > self.max_line + 1 and buf.find(b"\n", 0, self.max_line + 2) < 0:
+        # ``_scan`` past max_line + 1 means an earlier call had more than max_line + 4 bytes and found the
+        # start line's LF within the limit: a head trickling in is not searched again for it, piece by piece.
+        if (n > self.max_line + 1 and self._scan <= self.max_line + 1
+                and buf.find(b"\n", 0, self.max_line + 2) < 0):
             if self._request:
                 raise RemoteProtocolError(f"request line longer than {self.max_line} bytes", 414)
             raise RemoteProtocolError(f"status line longer than {self.max_line} bytes")
@@ -281,6 +303,7 @@ class HeadReader:
                 return method, target, version, Headers._trusted(list(fields)), framing
             head = _plain_request_head(text)
             if head is not None:
+                check_target(head[0], head[1], head[4].get("host"))
                 if len(text) <= _RECENT_HEAD_MAX_CHARS:
                     if len(_RECENT_HEADS) >= _RECENT_HEADS_MAX:
                         _RECENT_HEADS.clear()
@@ -289,31 +312,53 @@ class HeadReader:
                 return head
             m = _REQUEST_LINE_RE.match(text)
             if m is None:
-                _start_line_error(text, _ANY_VERSION_REQUEST_LINE_RE, "request")
+                _start_line_error(text, True)
             method, target, version = m.groups()
             headers = Headers._trusted(parse_fields(text, m.end()))
-            return method, target, version, headers, headers._lookup()
+            index = headers._lookup()
+            check_target(method, target, index.get("host"))
+            return method, target, version, headers, index
         head = _plain_response_head(text)
         if head is not None:
             return head
         m = _STATUS_LINE_RE.match(text)
         if m is None:
-            _start_line_error(text, _ANY_VERSION_STATUS_LINE_RE, "status")
+            _start_line_error(text, False)
         version, status, reason = m.groups()
         headers = Headers._trusted(parse_fields(text, m.end()))
         return version, int(status), reason or "", headers, headers._lookup()
 
 
-def _start_line_error(text, any_version_re, what):
+def _start_line_error(text, request):
+    """Raise the error for a start line that ``_REQUEST_LINE_RE`` / ``_STATUS_LINE_RE`` refused: 505 for a
+    well-formed line of another version (``HTTP/`` DIGIT ``.`` DIGIT, RFC 9112 section 2.3), else 400."""
     line = text[:text.find("\n")]
     if line.endswith("\r"):
         line = line[:-1]
-    if any_version_re.fullmatch(line) is not None:
-        version = line[line.rfind("HTTP/"):].split(" ")[0] if what == "request" else line.split(" ")[0]
-        raise RemoteProtocolError(f"unsupported HTTP version {version!r}", 505)
     if "\r" in line:
-        raise RemoteProtocolError(f"bare CR in {what} line")
-    raise RemoteProtocolError(f"malformed {what} line: {line[:80]!r}")
+        raise RemoteProtocolError(f"bare CR in {'request' if request else 'status'} line")
+    if request:
+        parts = line.split(" ")
+        if len(parts) == 3 and _TOKEN_RE.fullmatch(parts[0]) is not None and parts[1]:
+            method, target, version = parts
+            if not (target.isascii() and target.isprintable()):
+                raise RemoteProtocolError(f"bytes outside visible US-ASCII in request target {target[:80]!r}")
+            if _VERSION_RE.fullmatch(version) is not None:
+                raise RemoteProtocolError(f"unsupported HTTP version {version!r}", 505)
+            if version.startswith("HTTP/"):
+                raise RemoteProtocolError(f"malformed HTTP version {version[:20]!r} (HTTP/DIGIT.DIGIT)")
+        raise RemoteProtocolError(f"malformed request line: {line[:80]!r}")
+    parts = line.split(" ", 2)
+    if len(parts) >= 2 and _VERSION_RE.fullmatch(parts[0]) is not None and _STATUS_RE.fullmatch(parts[1]):
+        raise RemoteProtocolError(f"unsupported HTTP version {parts[0]!r}", 505)
+    raise RemoteProtocolError(f"malformed status line: {line[:80]!r}")
+
+
+def _chunk_line_error(line, strict):
+    """The error for a chunk-size line (bytes, without its CRLF) that the chunk-size pattern refused."""
+    if strict and _CHUNK_LINE_WHITESPACE_RE.search(line) is not None:
+        return RemoteProtocolError(f"whitespace before ';' or CRLF in chunk-size line {line[:40]!r}")
+    return RemoteProtocolError(f"bad chunk-size line {line[:40]!r}")
 
 
 #: The event for every body that ends without trailers (events are not mutated once made).
@@ -370,12 +415,16 @@ _SIZE, _DATA, _DATA_END, _TRAILERS = range(4)
 
 
 class ChunkedReader:
-    """Chunked body (RFC 9112 section 7.1): size lines with optional extensions, data, CRLF, trailers."""
+    """Chunked body (RFC 9112 section 7.1): size lines with optional extensions, data, CRLF, trailers.
+
+    ``strict`` (a request's body): no whitespace before a ";" or the CRLF of a size line.
+    """
 
     __slots__ = ("_state", "_remaining", "_scan", "_total", "_max_body", "_max_chunk_line", "_max_head",
-                 "_max_fields")
+                 "_max_fields", "_size_re")
 
-    def __init__(self, max_body, max_chunk_line, max_head, max_fields):
+    def __init__(self, max_body, max_chunk_line, max_head, max_fields, strict=True):
+        self._size_re = _CHUNK_SIZE_RE if strict else _LENIENT_CHUNK_SIZE_RE
         self._state = _SIZE
         self._remaining = 0
         self._scan = 0
@@ -411,9 +460,9 @@ class ChunkedReader:
                         raise RemoteProtocolError(f"chunk-size line longer than {self._max_chunk_line} bytes")
                     self._scan = max(len(buf) - 1, 0)
                     return None
-                m = _CHUNK_SIZE_RE.fullmatch(buf, 0, i)
+                m = self._size_re.fullmatch(buf, 0, i)
                 if m is None:
-                    raise RemoteProtocolError(f"bad chunk-size line {bytes(buf[:min(i, 40)])!r}")
+                    raise _chunk_line_error(bytes(buf[:i]), self._size_re is _CHUNK_SIZE_RE)
                 size = int(m.group(1), 16)
                 del buf[:i + 2]
                 self._scan = 0
