@@ -116,25 +116,32 @@ class OutputQueue:
     held in memory.
     """
 
-    __slots__ = ("owner", "writer", "chunk", "high_water", "low_water", "size", "encoding",
-                 "_items", "pending", "_paused", "__weakref__")
+    __slots__ = ("owner", "writer", "size", "_items", "pending", "_paused", "__dict__",
+                 "__weakref__")
 
     #: Most bytes one :meth:`flush` sends before it returns to the loop.
     burst = 4 << 20
     #: Most bytes asked of one ``sendfile`` call.
     file_chunk = 8 << 20
+    # Settings (class defaults, given per queue or by a subclass; see the class docstring):
+    chunk = None
+    high_water = None
+    low_water = 0
+    encoding = None         # set to let str pieces through, encoded (asynchat's use_encoding)
 
     def __init__(self, owner, writer, *, chunk=None, high_water=None, low_water=0):
         self.owner = owner
         self.writer = writer
-        self.chunk = chunk
-        self.high_water = high_water
-        self.low_water = low_water
         self.size = 0
-        self.encoding = None    # set to let str pieces through, encoded (asynchat's use_encoding)
         self._items = None      # the deque, made when something first has to wait
         self.pending = False    # output is queued (as the owner was last told: see changed)
         self._paused = False    # pause_writing() was called, resume_writing() not yet
+        if chunk is not None:
+            self.chunk = chunk
+        if high_water is not None:
+            self.high_water = high_water
+        if low_water:
+            self.low_water = low_water
 
     def __bool__(self):
         return bool(self._items)

@@ -5,6 +5,7 @@ bounds are generous); the memory backend runs over MemorySocket with a VirtualCl
 timing assertions are exact.
 """
 import logging
+import socket
 import sys
 import threading
 

@@ -52,14 +52,14 @@ from .messages import CLOSE, KEEP, KEEP10, common_log_line, error_page, has_fiel
     reason_for
 from .request import DONE, NOT_STARTED, STREAMING, HTTPRequest
 
-__all__ = ["HTTPChannel", "WAIT", "HEAD", "BODY", "ROOM", "APP", "CLOSING", "LINGER"]
+__all__ = ["HTTPChannel", "WAIT", "HEAD", "BODY", "ROOM", "APP", "CLOSING", "LINGER", "CLOSED"]
 
 log = logging.getLogger("servers.http")
 access_log = logging.getLogger("servers.http.access")
 
-#: The phases of a connection (see the module docstring).
-WAIT, HEAD, BODY, ROOM, APP, CLOSING, LINGER = range(7)
-_PHASE_NAMES = ("WAIT", "HEAD", "BODY", "ROOM", "APP", "CLOSING", "LINGER")
+#: The phases of a connection (see the module docstring); CLOSED once it has closed.
+WAIT, HEAD, BODY, ROOM, APP, CLOSING, LINGER, CLOSED = range(8)
+_PHASE_NAMES = ("WAIT", "HEAD", "BODY", "ROOM", "APP", "CLOSING", "LINGER", "CLOSED")
 
 #: phase -> (the server attribute with its timeout, whether I/O moves the deadline); None:
 #: the phase has no timeout of its own.
@@ -84,6 +84,13 @@ _GATHER_MIN = 16 << 10     # bodies from this size are not concatenated to their
 # What a channel does with the body of the request it reads: _body is None until its first
 # piece, then that piece (bytes), then a bytearray; or _DISCARD, when no one will read it.
 _DISCARD = object()
+
+
+class _Output(OutputQueue):
+    """The channel's output queue: high water 0, so ``pause_writing`` is called as soon as
+    anything waits for the client."""
+
+    high_water = 0
 
 
 class HTTPChannel(DispatcherWithSend):
@@ -113,8 +120,7 @@ class HTTPChannel(DispatcherWithSend):
         self.server = server
         self.app = server.app
         self.conn = Connection(SERVER, max_body=server.max_body)
-        # High water 0: pause_writing as soon as anything waits for the client.
-        self._out = OutputQueue(self, SocketWriter(sock, _DONTWAIT), high_water=0)
+        self._out = _Output(self, SocketWriter(sock, _DONTWAIT))
         self._clock = clock = server.clock
         self._last_io = self._since = now = clock()
         server.channels.add(self)
@@ -185,7 +191,7 @@ class HTTPChannel(DispatcherWithSend):
         conn = self.conn
         next_event = conn.next_event
         out = self._out
-        while not out.pending and self.phase < CLOSING and self.connected:
+        while not out.pending and self.phase < CLOSING:     # (CLOSED, too, is past CLOSING)
             req = self._req
             if self.phase == APP:
                 if req._state != DONE:
@@ -591,6 +597,7 @@ class HTTPChannel(DispatcherWithSend):
             self._drop_body()
         self.server.channels.discard(self)
         DispatcherWithSend.close(self)
+        self.phase = CLOSED
         self._req = None            # (the request refers back to the channel)
 
     # ------------------------------------------------------------- timeouts
