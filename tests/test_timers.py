@@ -1,4 +1,7 @@
 """TimerQueue and Timer: unit tests, a model-based state machine, and the reactor's timer phase."""
+import gc
+import weakref
+
 import pytest
 from hypothesis import given, strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
@@ -225,9 +228,6 @@ def test_a_closed_channel_with_pending_timers_is_freed_without_the_cyclic_gc():
     """Cancelled timers stay in the heap until their deadline; they must not keep the closed
     channel alive in a reference cycle (a server closing many connections would pay the
     cyclic GC for each)."""
-    import gc
-    import weakref
-
     from eventloop import Dispatcher
     from eventloop.testing import memory_socketpair
 
@@ -236,6 +236,16 @@ def test_a_closed_channel_with_pending_timers_is_freed_without_the_cyclic_gc():
     chan = Dispatcher(ours, reactor.map)
     chan.call_later(60, chan.close)
     chan.set_idle_timeout(30)
+    box = [chan]
+    del chan
+    assert_freed_at_close(box)
+    theirs.close()
+
+
+def assert_freed_at_close(box):
+    """Close the channel in ``box`` (a list, so that the caller keeps no reference) with the
+    cyclic collector off: nothing may keep it alive."""
+    chan = box.pop()
     gone = weakref.ref(chan)
     gc.disable()
     try:
@@ -244,15 +254,11 @@ def test_a_closed_channel_with_pending_timers_is_freed_without_the_cyclic_gc():
         assert gone() is None, "the closed channel is only reachable through a cycle"
     finally:
         gc.enable()
-    theirs.close()
 
 
 def test_a_channel_whose_timers_fired_is_freed_at_close_without_the_cyclic_gc():
     """A one-shot timer that fired used to keep its owner in a cycle (the timer was in its
     own arguments), so every channel that ever had a timeout needed the cyclic collector."""
-    import gc
-    import weakref
-
     from eventloop import Dispatcher
     from eventloop.testing import memory_socketpair
 
@@ -264,14 +270,9 @@ def test_a_channel_whose_timers_fired_is_freed_at_close_without_the_cyclic_gc():
         chan.call_later(i / 10, fired.append, i)
     chan.call_later(60, fired.append, "never: cancelled at close")
     pump(reactor, lambda: len(fired) >= 20, max_passes=100)
-    gone = weakref.ref(chan)
-    gc.disable()
-    try:
-        chan.close()
-        del chan
-        assert gone() is None, "the closed channel is only reachable through a cycle"
-    finally:
-        gc.enable()
+    box = [chan]
+    del chan
+    assert_freed_at_close(box)
     theirs.close()
 
 
