@@ -19,8 +19,7 @@ import sys
 import time
 
 import eventloop
-from eventloop import Dispatcher, Reactor, rfc868
-from eventloop.dispatcher import strerror
+from eventloop import Dispatcher, Reactor, rfc868, strerror
 
 __all__ = ["DEFAULT_PORT", "TimeRequestError", "TimeProtocolError", "TimeRequest", "gettime",
            "main"]

@@ -7,15 +7,18 @@ enable`` has made ``import asyncore`` work on Python 3.12+.
 """
 import sys
 
-from .chat import AsyncChat, find_prefix_at_end
+from .chat import AsyncChat
+from .framing import TerminatorFramer, find_prefix_at_end
 from .dispatcher import (Dispatcher, DispatcherWithSend, FileDispatcher, FileWrapper, Listener,
-                         compact_traceback, format_address)
+                         compact_traceback, format_address, strerror)
 from .pollers import available_pollers, make_poller
 from .producers import FileProducer, simple_producer
 from .reactor import ChannelMap, ExitNow, Reactor, get_reactor, loop, set_reactor, static_interest
 from .timers import Timer
+from .transport import DISCONNECTED, OutputQueue, SocketWriter, socket_writer
 
 __all__ = ["Reactor", "ChannelMap", "Timer", "Dispatcher", "Listener", "DispatcherWithSend", "format_address", "AsyncChat",
+           "OutputQueue", "SocketWriter", "socket_writer", "TerminatorFramer", "DISCONNECTED", "strerror",
            "FileDispatcher", "FileWrapper", "FileProducer", "simple_producer",
            "find_prefix_at_end", "compact_traceback", "ExitNow", "get_reactor", "set_reactor",
            "loop", "run", "stop", "static_interest", "call_soon", "call_soon_threadsafe", "call_later", "call_at",

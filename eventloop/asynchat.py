@@ -7,7 +7,7 @@ is split in O(total bytes) and output is sent with ``os.sendfile`` when a
 from . import asyncore
 from .chat import AsyncChat, find_prefix_at_end
 from .producers import simple_producer
-from .reactor import _static
+from .reactor import static_interest
 
 __all__ = ["async_chat", "simple_producer", "find_prefix_at_end"]
 
@@ -15,13 +15,13 @@ __all__ = ["async_chat", "simple_producer", "find_prefix_at_end"]
 class async_chat(AsyncChat, asyncore.dispatcher):
     """asynchat's async_chat: terminator-framed input, a queue of output producers."""
 
-    @_static
+    @static_interest
     def readable(self):
         return True
 
-    @_static
+    @static_interest
     def writable(self):
-        return bool(self._fifo) or (not self.connected)
+        return bool(self._out) or (not self.connected)
 
 
 async_chat.__module__ = "asynchat"

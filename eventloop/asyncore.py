@@ -29,7 +29,7 @@ import weakref
 
 from . import dispatcher as _core
 from . import reactor as _reactor
-from .dispatcher import compact_traceback, strerror as _strerror
+from .dispatcher import compact_traceback
 from .pollers import CLOSED, READ, URGENT, WRITE
 from .reactor import ExitNow
 
@@ -325,11 +325,11 @@ class dispatcher(_AsyncoreManners, _core.Dispatcher):
         # asyncore let the error reach handle_error; so do we (readable() cannot pause here).
         raise exc
 
-    @_reactor._static
+    @_reactor.static_interest
     def readable(self):
         return True
 
-    @_reactor._static
+    @_reactor.static_interest
     def writable(self):
         return True
 
@@ -337,9 +337,9 @@ class dispatcher(_AsyncoreManners, _core.Dispatcher):
 class dispatcher_with_send(_core.DispatcherWithSend, dispatcher):
     """A dispatcher that buffers output from ``send()`` and writes it when the socket allows."""
 
-    @_reactor._static
+    @_reactor.static_interest
     def writable(self):
-        return (not self.connected) or bool(self._outq)
+        return (not self.connected) or bool(self._out)
 
 
 file_wrapper = _core.FileWrapper

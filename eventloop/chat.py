@@ -8,31 +8,25 @@ Input: ``set_terminator(t)`` where ``t`` is
 
 Data before a terminator goes to ``collect_incoming_data`` (possibly in several pieces);
 a handler may change the terminator from ``found_terminator`` and the rest of the
-buffered input is split with the new one.  Only a possible partial terminator is kept
-between reads, so input is handled in O(total bytes) however it arrives.
+buffered input is split with the new one.  The splitting is
+:class:`eventloop.framing.TerminatorFramer`, which knows nothing of sockets: this class
+reads, feeds it, and is its sink.
 
-Output: ``push(data)`` and ``push_with_producer(p)`` append to ``producer_fifo``; a
+Output: ``push(data)`` and ``push_with_producer(p)`` queue in the channel's
+:class:`~eventloop.transport.OutputQueue` (``producer_fifo`` is the queue itself); a
 ``None`` entry (``close_when_done``) closes the channel once everything before it is
 sent.  ``push`` tries to send at once; the channel asks for write readiness only while
-the queue is not empty.
+the queue is not empty.  A pushed :class:`~eventloop.producers.FileProducer` goes out with
+``os.sendfile`` when the channel writes straight to a TCP socket (it does unless a subclass
+overrides ``send``: then every byte goes through the override).
 """
-import collections
-import os
 import socket
 
 from .dispatcher import Dispatcher
-from .producers import FileProducer
-from .reactor import DISCONNECTED, _static
+from .framing import TerminatorFramer, find_prefix_at_end
+from .transport import OutputQueue, socket_writer
 
 __all__ = ["AsyncChat", "find_prefix_at_end"]
-
-
-def find_prefix_at_end(haystack, needle):
-    """Length of the longest proper prefix of ``needle`` that ``haystack`` ends with."""
-    n = len(needle) - 1
-    while n and not haystack.endswith(needle[:n]):
-        n -= 1
-    return n
 
 
 class AsyncChat(Dispatcher):
@@ -45,43 +39,19 @@ class AsyncChat(Dispatcher):
     encoding = "latin-1"
 
     # Per-connection defaults live on the class: an idle connection stores only what differs.
-    _inbuf = b""
-    _inpos = 0
-    queued_bytes = 0
     terminator = None
-    _fifo = None            # the output deque, created by the first output that must wait
+    _framer = None          # the TerminatorFramer, made by the first read
     _incoming = None
-    # Fast paths (see __init_subclass__): set while no subclass overrides the method named.
-    _plain_send = True      # initiate_send()
-    _plain_recv = True      # recv()
-    _plain_sock_send = True  # send()
-    _plain_terminator = True  # get_terminator()
 
     def __init__(self, sock=None, map=None):
         Dispatcher.__init__(self, sock, map)
 
-    @property
-    def producer_fifo(self):
-        """The output queue: bytes, producers, and None for close_when_done (created on use).
+    # ----------------------------------------------------- input side
+    def collect_incoming_data(self, data):
+        raise NotImplementedError("must be implemented in subclass")
 
-        Code that reaches for the queue may change it, so each access also tells the
-        reactor to re-examine the channel (this class's own methods use ``_fifo``).
-        """
-        if self._fileno is not None:
-            self.interest_changed()
-        return self._output_queue()
-
-    @producer_fifo.setter
-    def producer_fifo(self, fifo):
-        self._fifo = fifo
-        if self._fileno is not None:
-            self.interest_changed()
-
-    def _output_queue(self):
-        fifo = self._fifo
-        if fifo is None:
-            fifo = self._fifo = collections.deque()
-        return fifo
+    def found_terminator(self):
+        raise NotImplementedError("must be implemented in subclass")
 
     @property
     def incoming(self):
@@ -93,13 +63,6 @@ class AsyncChat(Dispatcher):
     @incoming.setter
     def incoming(self, value):
         self._incoming = value
-
-    # ----------------------------------------------------- input side
-    def collect_incoming_data(self, data):
-        raise NotImplementedError("must be implemented in subclass")
-
-    def found_terminator(self):
-        raise NotImplementedError("must be implemented in subclass")
 
     def _collect_incoming_data(self, data):
         self.incoming.append(data)
@@ -120,24 +83,23 @@ class AsyncChat(Dispatcher):
     def get_terminator(self):
         return self.terminator
 
+    @property
+    def ac_in_buffer(self):
+        """Received input not yet handed to collect_incoming_data (assigning replaces it)."""
+        framer = self._framer
+        return framer.buffer if framer is not None else b""
+
+    @ac_in_buffer.setter
+    def ac_in_buffer(self, data):
+        self._input_framer().buffer = data
+
+    def _input_framer(self):
+        framer = self._framer
+        if framer is None:
+            framer = self._framer = TerminatorFramer()
+        return framer
+
     def handle_read(self):
-        if self._plain_recv:
-            # Dispatcher.recv() inlined: one Python call less for every read.
-            try:
-                data = self.socket.recv(self.ac_in_buffer_size)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as why:
-                if why.errno in DISCONNECTED:
-                    self.handle_close()
-                else:
-                    self.handle_error()
-                return
-            if not data:
-                self.handle_eof()
-                return
-            self._feed(data)
-            return
         try:
             data = self.recv(self.ac_in_buffer_size)
         except (BlockingIOError, InterruptedError):
@@ -148,267 +110,89 @@ class AsyncChat(Dispatcher):
         if self.use_encoding and isinstance(data, str):
             data = bytes(data, self.encoding)
         if data:
-            self._feed(data)
-
-    @property
-    def ac_in_buffer(self):
-        """Received input not yet handed to collect_incoming_data (a copy, made on access)."""
-        return self._inbuf[self._inpos:] if self._inpos else self._inbuf
-
-    @ac_in_buffer.setter
-    def ac_in_buffer(self, data):
-        self._inbuf = data
-        self._inpos = 0
-
-    def _feed(self, data):
-        """Split ``data``, appended to any partial terminator kept from the previous read.
-
-        The unprocessed input is ``(self._inbuf, self._inpos)``: handlers see it through
-        ``ac_in_buffer`` and may replace it, so the state is re-read after every call.
-        """
-        if not self._inbuf and self._plain_terminator:
-            term = self.terminator
-            if type(term) is bytes and term:
-                index = data.find(term)
-                if index != -1 and index + len(term) == len(data):
-                    # The usual case, a whole message in one read: no buffer to keep.
-                    if index:
-                        self.collect_incoming_data(data[:index])
-                    self.found_terminator()
-                    if self._inbuf:
-                        self._feed(b"")     # the handler put input back
-                    return
-        if self._inbuf:
-            rest = self._inbuf[self._inpos:] if self._inpos else self._inbuf
-            self._inbuf = rest + data if rest else data
-        else:
-            self._inbuf = data
-        self._inpos = 0
-        while True:
-            buf = self._inbuf
-            pos = self._inpos
-            end = len(buf)
-            if pos >= end:
-                break
-            term = self.terminator if self._plain_terminator else self.get_terminator()
-            if type(term) is bytes and term:
-                index = buf.find(term, pos)
-                if index == -1:
-                    # Keep only what could be the start of a terminator split across reads.
-                    keep = find_prefix_at_end(buf[pos:] if pos else buf, term) if len(term) > 1 else 0
-                    self._inbuf, self._inpos = (buf[end - keep:] if keep else b""), 0
-                    if end - keep > pos:
-                        self.collect_incoming_data(buf[pos:end - keep])
-                    return
-                after = index + len(term)
-                self._inpos = after
-                if index > pos:
-                    self.collect_incoming_data(buf[pos:index])
-                self.found_terminator()
-                if after == end and self._inpos == after and self._inbuf is buf:
-                    self._inbuf, self._inpos = b"", 0     # all consumed, input left alone
-                    return
-            elif not term:
-                self._inbuf, self._inpos = b"", 0
-                self.collect_incoming_data(buf[pos:] if pos else buf)
-            elif isinstance(term, int):
-                if end - pos < term:
-                    self._inbuf, self._inpos = b"", 0
-                    self.collect_incoming_data(buf[pos:] if pos else buf)
-                    self.terminator = term - (end - pos)
-                else:
-                    self._inpos = pos + term
-                    self.collect_incoming_data(buf[pos:pos + term])
-                    self.terminator = 0
-                    self.found_terminator()
-            else:
-                index = buf.find(term, pos)
-                if index != -1:
-                    self._inpos = index + len(term)
-                    if index > pos:
-                        self.collect_incoming_data(buf[pos:index])
-                    self.found_terminator()
-                else:
-                    keep = find_prefix_at_end(buf[pos:] if pos else buf, term) if len(term) > 1 else 0
-                    self._inbuf, self._inpos = (buf[end - keep:] if keep else b""), 0
-                    if end - keep > pos:
-                        self.collect_incoming_data(buf[pos:end - keep])
-                    break
-        if self._inpos and self._inpos >= len(self._inbuf):
-            self._inbuf, self._inpos = b"", 0
+            framer = self._framer
+            if framer is None:
+                framer = self._framer = TerminatorFramer()
+            framer.feed(data, self)
 
     # ---------------------------------------------------- output side
+    def _output(self):
+        out = self._out
+        if out is None:
+            # Straight to the socket (with sendfile) unless a subclass sends its own way.
+            if type(self).send is Dispatcher.send and type(self.socket) is socket.socket:
+                writer = socket_writer(self.socket)
+            else:
+                writer = self
+            out = self._out = OutputQueue(self, writer, chunk=self.ac_out_buffer_size)
+            if self.use_encoding:
+                out.encoding = self.encoding
+        return out
+
+    @property
+    def producer_fifo(self):
+        """The output queue (a deque): bytes, producers, and None for close_when_done.
+
+        Code that reaches for the queue may change it, so each access also tells the
+        reactor to re-examine the channel.
+        """
+        out = self._output()
+        if self._fileno is not None:
+            self.interest_changed()
+        return out.items
+
     def push(self, data):
         """Queue bytes for sending and try to send at once."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError("data argument must be byte-ish (%r)" % type(data))
-        size = self.ac_out_buffer_size
-        n = len(data)
-        if not self._fifo and n <= size and self.connected and self._plain_send:
-            # Nothing queued: send at once and queue only what the socket did not take, so
-            # the usual small response costs one send() and no queue or interest change.
-            if self._plain_sock_send:
-                # Dispatcher.send() inlined, for the same reason as in handle_read().
-                try:
-                    sent = self.socket.send(data)
-                except (BlockingIOError, InterruptedError):
-                    sent = 0
-                except OSError as why:
-                    if why.errno in DISCONNECTED:
-                        self.handle_close()
-                    else:
-                        self.handle_error()
-                    return
+        out = self._out
+        if out is None:
+            out = self._output()
+        try:
+            if self.connected:
+                out.write(data)
             else:
-                try:
-                    sent = self.send(data) or 0
-                except OSError:
-                    self.handle_error()
-                    return
-            if sent >= n:
-                return
-            if not self.connected:
-                return      # send() found the peer gone and closed the channel
-            data = data[sent:]
-            n -= sent
-        fifo = self._output_queue()
-        was_empty = not fifo
-        if n > size:
-            for i in range(0, n, size):
-                fifo.append(data[i:i + size])
-        else:
-            fifo.append(data)
-        self.queued_bytes += n
-        self.initiate_send()
-        if was_empty and fifo:
-            self.interest_changed()
+                out.append(data)
+        except OSError:
+            self.handle_error()
 
     def push_with_producer(self, producer):
         """Queue a producer (``more()`` until it returns b'') and try to send at once."""
-        fifo = self._output_queue()
-        was_empty = not fifo
-        fifo.append(producer)
-        self.initiate_send()
-        if was_empty and fifo:
-            self.interest_changed()
-
-    @_static
-    def writable(self):
-        return self.connecting or bool(self._fifo)
+        out = self._output()
+        if self.connected:
+            try:
+                out.push_producer(producer)
+            except OSError:
+                self.handle_error()
+        else:
+            out.items.append(producer)
+            out.changed()
 
     def close_when_done(self):
         """Close once everything queued so far has been sent."""
-        self._output_queue().append(None)
-        self.interest_changed()
+        self._output().close_when_done()
 
     def handle_write(self):
         self.initiate_send()
 
+    def initiate_send(self):
+        """Send what is queued, as far as the socket takes it now."""
+        out = self._out
+        if out and self.connected:
+            try:
+                out.flush()
+            except OSError:
+                self.handle_error()
+
     def handle_close(self):
         self.close()
 
-    def close(self):
-        for item in self._fifo or ():
-            closer = getattr(item, "close", None)
-            if closer is not None and not isinstance(item, (bytes, bytearray, memoryview)):
-                try:
-                    closer()
-                except Exception:
-                    pass
-        Dispatcher.close(self)
-
-    def initiate_send(self):
-        """Send from the head of the queue (one send, or one producer pull and send)."""
-        fifo = self._fifo
-        while fifo and self.connected:
-            first = fifo[0]
-            if not first:
-                del fifo[0]
-                if first is None:
-                    self.interest_changed()
-                    self.handle_close()
-                    return
-                continue
-            obs = self.ac_out_buffer_size
-            try:
-                data = first[:obs]
-            except TypeError:
-                if type(first) is FileProducer and first.use_sendfile and \
-                        type(self.socket) is socket.socket:
-                    if self._sendfile(first):
-                        return
-                    continue
-                data = first.more()
-                if data:
-                    fifo.appendleft(data)
-                    self.queued_bytes += len(data)
-                else:
-                    del fifo[0]
-                continue
-            if self.use_encoding and isinstance(data, str):
-                data = bytes(data, self.encoding)
-            try:
-                sent = self.send(data)
-            except OSError:
-                self.handle_error()
-                return
-            if sent:
-                self.queued_bytes -= sent
-                if sent < len(data) or obs < len(first):
-                    fifo[0] = first[sent:]
-                else:
-                    del fifo[0]
-                if not fifo:
-                    self.interest_changed()
-            return
-        if fifo is not None and not fifo:
-            # Emptied without a send (an exhausted producer, an empty chunk): stop writing.
-            self.interest_changed()
-
-    def _sendfile(self, producer):
-        """Zero-copy send from a FileProducer; True when a system call was made."""
-        if producer.remaining <= 0:
-            producer.close()
-            del self._fifo[0]
-            return False
-        try:
-            sent = os.sendfile(self._fileno, producer.fileno(), producer.offset,
-                               min(producer.remaining, 1 << 20))
-        except BlockingIOError:
-            return True
-        except OSError as exc:
-            if exc.errno in DISCONNECTED:
-                self.handle_close()
-                return True
-            # The descriptor pair cannot use sendfile (e.g. an unusual file system):
-            # fall back to reading chunks, transparently.
-            producer.use_sendfile = False
-            return False
-        if sent == 0:
-            producer.close()
-            raise EOFError("file shrank while being sent (%d bytes missing)" % producer.remaining)
-        producer.advance(sent)
-        if producer.remaining <= 0:
-            producer.close()
-            del self._fifo[0]
-            if not self._fifo:
-                self.interest_changed()
-        return True
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        # The fast paths may bypass a method only when no class in between overrides it.
-        cls._plain_send = cls.initiate_send is AsyncChat.initiate_send
-        cls._plain_recv = cls.recv is Dispatcher.recv
-        cls._plain_sock_send = cls.send is Dispatcher.send
-        cls._plain_terminator = cls.get_terminator is AsyncChat.get_terminator
-
     def discard_buffers(self):
         """Drop unprocessed input and all queued output."""
-        self.ac_in_buffer = b""
+        if self._framer is not None:
+            self._framer.buffer = b""
         if self._incoming:
             del self._incoming[:]
-        if self._fifo:
-            self._fifo.clear()
-        self.queued_bytes = 0
+        if self._out is not None:
+            self._out.clear()
         self.interest_changed()

@@ -15,7 +15,6 @@ idle channel costs nothing; errors go to :mod:`logging`; and a peer that shuts d
 sending side calls :meth:`Dispatcher.handle_eof`, which a channel may override to keep
 writing on the half-closed connection.
 """
-import collections
 import errno
 import logging
 import os
@@ -24,7 +23,8 @@ from socket import AF_INET, SOCK_STREAM
 import sys
 import warnings
 
-from .reactor import DISCONNECTED, ExitNow, _static, get_reactor
+from .reactor import ExitNow, get_reactor, static_interest
+from .transport import DISCONNECTED, OutputQueue
 
 __all__ = ["Dispatcher", "Listener", "DispatcherWithSend", "format_address", "FileWrapper", "FileDispatcher",
            "compact_traceback", "strerror"]
@@ -82,9 +82,11 @@ class Dispatcher:
     socket = None
     _backoff = None
     idle_timeout = None     # seconds without I/O before handle_idle_timeout (set_idle_timeout)
-    _idle = None
+    _deadline = None        # the fixed clock time of set_deadline, if that is the timeout
+    _idle = None            # the timer behind either
     _fileno = None
     _timers = None
+    _out = None             # the channel's OutputQueue, once it has output (subclasses make it)
 
     def __init__(self, sock=None, map=None):
         self._map = self._default_map() if map is None else map
@@ -170,15 +172,22 @@ class Dispatcher:
             pass
 
     # ------------------------------------------------- interest (static)
-    @_static
+    @static_interest
     def readable(self):
         """Whether to watch for input: while reading is not paused and no EOF was seen."""
         return self.reading and not self.eof_received
 
-    @_static
+    @static_interest
     def writable(self):
-        """Whether to watch for output readiness: only while a connect is pending."""
-        return self.connecting
+        """Whether to watch for output readiness: while a connect is pending, and while output
+        is queued (subclasses that write keep theirs in ``_out``, an OutputQueue)."""
+        return self.connecting or bool(self._out)
+
+    @property
+    def queued_bytes(self):
+        """Bytes queued for the kernel and not yet taken (see :class:`~eventloop.OutputQueue`)."""
+        out = self._out
+        return out.size if out is not None else 0
 
     def pause_reading(self):
         """Stop watching for input (back-pressure); :meth:`resume_reading` undoes it."""
@@ -257,13 +266,21 @@ class Dispatcher:
         return data
 
     def close(self):
-        """Leave the map, cancel the channel's timers and close the socket."""
+        """Leave the map, drop queued output (closing the files and producers in it), cancel
+        the channel's timers and close the socket."""
         self.connected = False
         self.accepting = False
         self.connecting = False
         self.del_channel()
-        if self._timers:
-            for timer in list(self._timers):
+        out = self._out
+        if out is not None:
+            self._out = None
+            if out.pending:
+                out.clear()
+        timers = self._timers
+        if timers:
+            self._timers = None
+            for timer in timers:
                 timer.cancel()
                 # A cancelled timer waits in the heap until its deadline, and its callback
                 # and args refer to this channel: drop them, so a closed channel is freed at
@@ -271,7 +288,6 @@ class Dispatcher:
                 timer.callback = _owner_closed
                 timer.args = ()
                 timer.owner = None
-            self._timers = None
         self._idle = None
         if self.socket is not None:
             try:
@@ -282,52 +298,85 @@ class Dispatcher:
 
     # ------------------------------------------------------ timers
     def call_later(self, delay, callback, *args):
-        """A timer owned by this channel: cancelled automatically when the channel closes."""
-        timer = self.reactor.call_later(delay, self._run_owned, callback, args)
+        """A timer owned by this channel: cancelled automatically when the channel closes, and
+        an exception from its callback goes to the channel's ``handle_error``."""
+        timer = self.reactor.call_later(delay, callback, *args)
         timer.owner = self
-        if self._timers is None:
-            self._timers = set()
-        self._timers.add(timer)
-        timer.args = (timer, callback, args)
+        timers = self._timers
+        if timers is None:
+            self._timers = [timer]
+        else:
+            if len(timers) >= 8:
+                # Forget the timers that fired (one-shots are done with); the list stays short.
+                timers[:] = [t for t in timers if t.pending]
+            timers.append(timer)
         return timer
-
-    def _run_owned(self, timer, callback, args):
-        if timer.interval is None and self._timers is not None:
-            self._timers.discard(timer)
-        callback(*args)
 
     def set_idle_timeout(self, seconds):
         """Call :meth:`handle_idle_timeout` after ``seconds`` without I/O (None: never).
 
-        Activity only stamps a time; the timer re-arms itself lazily, so busy channels
-        cost no heap operations.
+        Each read or write event moves the deadline.  A channel has one timeout: this
+        replaces any set before, as :meth:`set_deadline` does.
         """
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
         self.idle_timeout = seconds
+        self._deadline = None
         if seconds is not None:
-            self._last_activity = self.reactor.clock()
-            self._idle = self.call_later(seconds, self._check_idle)
+            self._last_activity = now = self.reactor.clock()
+            self.rearm_timeout(now + seconds)
+
+    def set_deadline(self, seconds):
+        """Call :meth:`handle_idle_timeout` ``seconds`` from now whatever I/O happens (None:
+        never): a bound on a whole step, such as a request head that may not trickle in."""
+        self.idle_timeout = None
+        if seconds is None:
+            self._deadline = None
+            return
+        self._deadline = self.reactor.clock() + seconds
+        self.rearm_timeout(self._deadline)
 
     def note_activity(self):
         """Record I/O for the idle timeout (the event handlers do this)."""
         self._last_activity = self.reactor.clock()
 
+    def timeout_due(self):
+        """When the channel's timeout expires (reactor clock), or None for never.
+
+        The one timer behind every timeout asks this only when it fires, and fires again
+        later if the answer moved: so a channel whose deadline follows its state (as the
+        HTTP server's does) overrides this, and calls :meth:`rearm_timeout` only when a
+        deadline may come sooner than the one the timer waits for.
+        """
+        if self._deadline is not None:
+            return self._deadline
+        if self.idle_timeout is not None:
+            return self._last_activity + self.idle_timeout
+        return None
+
+    def rearm_timeout(self, when):
+        """Make sure the timeout timer fires no later than clock time ``when`` (cheap when
+        it already does: busy channels cost no heap operations)."""
+        timer = self._idle          # (set only while pending: _check_idle and close clear it)
+        if timer is not None:
+            if timer.when <= when:
+                return
+            timer.cancel()
+        self._idle = self.call_later(max(when - self.reactor.clock(), 0.0), self._check_idle)
+
     def _check_idle(self):
-        if self._timers is not None:
-            self._timers.discard(self._idle)
-        now = self.reactor.clock()
-        due = self._last_activity + self.idle_timeout
-        if now >= due:
-            self._idle = None
+        self._idle = None
+        due = self.timeout_due()
+        if due is None:
+            return
+        if self.reactor.clock() >= due:
+            self.idle_timeout = self._deadline = None
             self.handle_idle_timeout()
         else:
-            self._idle = self.call_later(due - now, self._check_idle)
+            self.rearm_timeout(due)
 
     def handle_idle_timeout(self):
-        """No I/O for ``idle_timeout`` seconds: by default, close."""
-        log.info("%r idle for %ss, closing", self, self.idle_timeout)
+        """The timeout set with :meth:`set_idle_timeout` or :meth:`set_deadline` passed: by
+        default, close."""
+        log.info("%r timed out, closing", self)
         self.handle_close()
 
     # ------------------------------------------------------ logging
@@ -485,60 +534,40 @@ def format_address(addr):
 class DispatcherWithSend(Dispatcher):
     """A dispatcher whose :meth:`send` queues output and writes it as the socket allows.
 
-    Output is a deque of chunks plus an offset into the first, so queuing and sending are
-    O(total bytes) however the data is split.
+    The output waits in an :class:`~eventloop.transport.OutputQueue` (the one output path every
+    channel shares), made when first needed and dropped at close; the channel asks for write
+    readiness exactly while it holds something.
     """
 
-    out_chunk = 65536
-    _out_off = 0            # bytes of the first queued chunk already sent
-    queued_bytes = 0
+    out_chunk = 65536       # most bytes offered to one send()
 
-    def __init__(self, sock=None, map=None):
-        self._outq = collections.deque()
-        Dispatcher.__init__(self, sock, map)
+    def _output(self):
+        out = self._out
+        if out is None:
+            out = self._out = OutputQueue(self, _BaseSend(self), chunk=self.out_chunk)
+        return out
 
     @property
     def out_buffer(self):
         """The unsent output as bytes (compatibility view; assigning replaces it)."""
-        if not self._outq:
+        out = self._out
+        if not out:
             return b""
-        data = b"".join(self._outq)[self._out_off:]
-        return data
+        return b"".join(bytes(item) for item in out.items)
 
     @out_buffer.setter
     def out_buffer(self, data):
-        self._outq.clear()
-        self._out_off = 0
-        self.queued_bytes = len(data)
+        out = self._output()
+        out.clear()
         if data:
-            self._outq.append(bytes(data))
+            out.append(bytes(data))
         self.interest_changed()
 
-    @_static
-    def writable(self):
-        return self.connecting or bool(self._outq)
-
     def initiate_send(self):
-        """Send from the head of the queue once (one system call)."""
-        q = self._outq
-        if not q:
-            return
-        first = q[0]
-        off = self._out_off
-        if off or len(first) > self.out_chunk:
-            chunk = memoryview(first)[off:off + self.out_chunk]
-        else:
-            chunk = first
-        sent = Dispatcher.send(self, chunk)
-        if sent:
-            self.queued_bytes -= sent
-            off += sent
-            if off >= len(first):
-                q.popleft()
-                off = 0
-                if not q:
-                    self.interest_changed()
-            self._out_off = off
+        """Send what is queued, as far as the socket takes it now."""
+        out = self._out
+        if out:
+            out.flush()
 
     def handle_write(self):
         self.initiate_send()
@@ -547,14 +576,20 @@ class DispatcherWithSend(Dispatcher):
         """Queue ``data`` and try to send at once."""
         if self.debug:
             self.log_info("sending %r" % (data,))
-        if not data:
-            return
-        was_empty = not self._outq
-        self._outq.append(bytes(data) if not isinstance(data, bytes) else data)
-        self.queued_bytes += len(data)
-        self.initiate_send()
-        if was_empty and self._outq:
-            self.interest_changed()
+        if data:
+            self._output().write(data)
+
+class _BaseSend:
+    """The writer of a DispatcherWithSend: asyncore sends its queue with the base class's
+    ``send`` (the subclass's own ``send`` is the one that queues)."""
+
+    __slots__ = ("channel",)
+
+    def __init__(self, channel):
+        self.channel = channel
+
+    def send(self, data):
+        return Dispatcher.send(self.channel, data)
 
 
 class FileWrapper:

@@ -10,6 +10,10 @@ Event bits are plain ints so a poll result is cheap to build and to test::
 
     READ | WRITE | URGENT   what a channel asks for
     CLOSED                 only in results: hang-up, error, or an invalid descriptor
+
+They are the values of poll()'s and epoll's own bits (POLLIN, POLLOUT, POLLPRI; POLLERR,
+POLLHUP and POLLNVAL for CLOSED), the same on Linux, the BSDs and macOS, so those two
+backends hand their results over as the kernel gives them, untranslated.
 """
 import abc
 import errno
@@ -18,10 +22,17 @@ import select
 import selectors
 import sys
 
-READ = 1
-WRITE = 2
-URGENT = 4
-CLOSED = 8
+READ = 1            # POLLIN, EPOLLIN
+URGENT = 2          # POLLPRI, EPOLLPRI
+WRITE = 4           # POLLOUT, EPOLLOUT
+CLOSED = 8 | 16 | 32    # POLLERR | POLLHUP | POLLNVAL (EPOLLERR, EPOLLHUP)
+
+_POLL_LAYOUT = hasattr(select, "poll") and (select.POLLIN, select.POLLPRI, select.POLLOUT,
+                                            select.POLLERR | select.POLLHUP | select.POLLNVAL
+                                            ) == (READ, URGENT, WRITE, CLOSED)
+_EPOLL_LAYOUT = hasattr(select, "epoll") and (select.EPOLLIN, select.EPOLLPRI, select.EPOLLOUT,
+                                              select.EPOLLERR | select.EPOLLHUP
+                                              ) == (READ, URGENT, WRITE, CLOSED & ~32)
 
 __all__ = ["READ", "WRITE", "URGENT", "CLOSED", "Poller", "EpollPoller", "PollPoller",
            "SelectPoller", "SelectorsPoller", "make_poller", "available_pollers"]
@@ -112,6 +123,8 @@ if hasattr(select, "epoll"):
             result = self._epoll.poll(-1 if timeout is None else max(timeout, 0.0), self._max)
             if len(result) == self._max:
                 self._max = min(self._max * 2, 8192)
+            if _EPOLL_LAYOUT:
+                return result                   # the bits are ours already
             table = self._bits
             try:
                 return [(fd, table[ev]) for fd, ev in result]
@@ -144,10 +157,10 @@ if hasattr(select, "poll"):
                     | (select.POLLPRI if events & URGENT else 0))
 
         def register(self, fd, events):
-            self._poll.register(fd, self._to_os(events))
+            self._poll.register(fd, events if _POLL_LAYOUT else self._to_os(events))
 
         def modify(self, fd, events):
-            self._poll.modify(fd, self._to_os(events))
+            self._poll.modify(fd, events if _POLL_LAYOUT else self._to_os(events))
 
         def unregister(self, fd):
             try:
@@ -157,6 +170,8 @@ if hasattr(select, "poll"):
 
         def poll(self, timeout):
             ms = None if timeout is None else max(math.ceil(timeout * 1000), 0)
+            if _POLL_LAYOUT:
+                return self._poll.poll(ms)      # the bits are ours already
             out = []
             for fd, ev in self._poll.poll(ms):
                 bits = 0

@@ -1,9 +1,10 @@
 """The reactor: one loop, three phases per pass.
 
-1. **wait for I/O** — sync the channels whose interest may have changed into the OS
-   poller, then poll with a timeout that ends at the next timer deadline;
-2. **fire due timers** — those due when the phase starts;
-3. **run ready callbacks** — those queued when the phase starts (``call_soon``).
+1. **wait for I/O** (``_wait_for_io``, ``_deliver``) — sync the channels whose interest may
+   have changed into the OS poller, poll with a timeout that ends at the next timer deadline,
+   and hand each event to its channel;
+2. **fire due timers** (``_fire_timers``) — those due when the phase starts;
+3. **run ready callbacks** (``_run_ready``) — those queued when the phase starts (``call_soon``).
 
 Channels live in a :class:`ChannelMap` (``fd -> channel``), the same dict asyncore
 called ``socket_map``.  A key is what ``select.select`` accepts: a descriptor number, or
@@ -33,14 +34,15 @@ import threading
 import time
 import weakref
 
+from . import trace as _trace
 from .pollers import CLOSED, READ, URGENT, WRITE, make_poller
 from .timers import TimerQueue
+from .transport import DISCONNECTED
 
 __all__ = ["Reactor", "ChannelMap", "ExitNow", "static_interest", "get_reactor", "set_reactor", "loop",
-           "DISCONNECTED", "RERAISED"]
+           "RERAISED"]
 
 log = logging.getLogger("eventloop")
-trace_log = logging.getLogger("eventloop.trace")
 
 
 class ExitNow(Exception):
@@ -50,9 +52,6 @@ class ExitNow(Exception):
 #: Exceptions a handler may raise that end the loop instead of reaching ``handle_error``.
 RERAISED = (ExitNow, KeyboardInterrupt, SystemExit)
 
-#: errno values meaning "the peer is gone": they close the channel, they are not errors.
-DISCONNECTED = frozenset({errno.ECONNRESET, errno.ENOTCONN, errno.ESHUTDOWN,
-                          errno.ECONNABORTED, errno.EPIPE, errno.EBADF})
 
 
 class ChannelMap(dict):
@@ -119,9 +118,6 @@ def static_interest(method):
     return method
 
 
-_static = static_interest
-
-
 def _descriptor(key):
     """The descriptor a channel-map key stands for, read as ``select.select`` reads it: an int,
     or the int its ``fileno()`` returns.  Any other key raises TypeError, a negative number
@@ -179,14 +175,6 @@ def _asks_every_pass(obj):
     return polled
 
 
-_EVENT_NAMES = {READ: "readable", WRITE: "writable", URGENT: "urgent", CLOSED: "closed"}
-
-
-def _bits_name(bits):
-    return "|".join(n for b, n in ((READ, "read"), (WRITE, "write"), (URGENT, "urgent"))
-                    if bits & b) or "none"
-
-
 class Reactor:
     """A single-threaded event loop over a :class:`ChannelMap` of asyncore-style channels.
 
@@ -207,12 +195,21 @@ class Reactor:
                                       and self.map.reactor is self)
         self._poller_spec = poller
         self._poller = None
-        # Keyed by map key: registrations as the OS poller has them, the keys whose channel
-        # is asked every pass, and descriptors the poller refuses (always ready).
-        self._registered = {}          # key -> (channel, events)
+        # The reactor's view of the map, all keyed by map key (a descriptor number, or a
+        # socket for maps that asyncore programs build themselves):
+        #   _registered    key -> (channel, events): what the OS poller watches, and for whom;
+        #                  a key is here only while that channel is in the map and wants events.
+        #   _always_ready  key -> events: keys the poller refuses (regular files under epoll),
+        #                  reported ready on every pass; never also in _registered.
+        #   _polled        keys whose channel is asked readable()/writable() on every pass
+        #                  (asyncore's rule for overrides); each is in the map.
+        #   _dirty         keys to re-examine at the next pass: added, removed, interest changed,
+        #                  or an event other than plain input; in the map or not.
+        # With a plain dict for a map nobody reports changes, so every key is examined.
+        self._registered = {}
+        self._always_ready = {}
         self._polled = set()
-        self._always_ready = {}        # key -> events
-        # Keys that are not descriptor numbers (sockets): key -> fd and fd -> key.
+        # Socket keys only: key -> the descriptor registered for it, and back.
         self._fd_of = {}
         self._key_of = {}
         self.clock = clock
@@ -228,7 +225,7 @@ class Reactor:
             trace = os.environ.get("EVENTLOOP_TRACE", "") not in ("", "0")
         self.trace = bool(trace)
         if self.trace:
-            _enable_trace_output()
+            _trace.enable_output()
         _all_reactors.add(self)
 
     # ----------------------------------------------------------------- backend
@@ -316,7 +313,7 @@ class Reactor:
     # ------------------------------------------------------------ interest sync
     def _forget(self, key):
         if self.trace:
-            trace_log.info("fd %s removed", key)
+            _trace.removed(key)
         self._dirty.discard(key)
         self._polled.discard(key)
         self._always_ready.pop(key, None)
@@ -358,80 +355,91 @@ class Reactor:
 
     def _sync(self):
         """Bring the OS poller in line with the channels that may have changed."""
+        todo = self._to_examine()
+        if todo:
+            poller = self.poller
+            for key in todo:
+                self._reconcile(key, poller, todo)
+
+    def _to_examine(self):
+        """The keys to look at this pass: those touched since the last, and the channels asked
+        every pass; with a map nobody reports on, every key (registered or in the map)."""
         if self._observed:
             todo = self._dirty
             self._dirty = set()
             if self._polled:
                 todo |= self._polled
-        else:
-            todo = set(self.map)
-            todo.update(self._registered)
-            todo.update(self._always_ready)
-            self._dirty.clear()
-        if not todo:
-            return
-        poller = self.poller
+            return todo
+        todo = set(self.map)
+        todo.update(self._registered)
+        todo.update(self._always_ready)
+        self._dirty.clear()
+        return todo
+
+    def _reconcile(self, key, poller, todo):
+        """Make the poller watch ``key`` for what its channel wants now, or forget it."""
         registered = self._registered
-        cmap = self.map
-        interest = self._interest
-        for key in todo:
-            obj = cmap.get(key)
-            if obj is None:
-                if key in registered or key in self._always_ready:
-                    self._forget(key)
-                continue
-            events = interest(obj)
-            entry = registered.get(key)
-            if entry is not None and key.__class__ is not int and \
-                    self._descriptor_to_register(key, todo) != self._fd_of.get(key):
-                self._unregister(key)       # the socket was closed, its number reused
-                entry = None
-            if entry is not None and entry[0] is obj:
-                if entry[1] == events:
-                    continue
-                if self.trace:
-                    trace_log.info("fd %s interest %s -> %s (%s)", key, _bits_name(entry[1]),
-                                   _bits_name(events), _describe(obj))
-                if events:
-                    fd = self._fd_of.get(key, key) if self._fd_of else key
-                    try:
-                        poller.modify(fd, events)
-                    except OSError as exc:
-                        if exc.errno != errno.ENOENT:
-                            self._register_failed(key, obj, events, exc)
-                            continue
-                        poller.register(fd, events)   # closed and reopened behind our back
-                    registered[key] = (obj, events)
-                else:
-                    self._unregister(key)
-                continue
-            if entry is not None:           # a different object took over this descriptor
-                self._unregister(key)
-            if key in self._always_ready:
-                if events:
-                    self._always_ready[key] = events
-                else:
-                    del self._always_ready[key]
-                continue
-            if key.__class__ is not int or self._asks_every_pass(obj):
-                # A channel under a socket key cannot name it in interest_changed(): ask it.
-                self._polled.add(key)
-            if not events:
-                continue
-            if self.trace:
-                trace_log.info("fd %s interest %s (%s)", key, _bits_name(events), _describe(obj))
-            fd = self._descriptor_to_register(key, todo)
-            try:
-                poller.register(fd, events)
-            except FileExistsError:
-                poller.modify(fd, events)
-            except (OSError, ValueError, TypeError) as exc:
+        obj = self.map.get(key)
+        if obj is None:
+            if key in registered or key in self._always_ready:
+                self._forget(key)
+            return
+        events = self._interest(obj)
+        entry = registered.get(key)
+        if entry is not None and key.__class__ is not int and \
+                self._descriptor_to_register(key, todo) != self._fd_of.get(key):
+            self._unregister(key)       # the socket was closed, its number reused
+            entry = None
+        if entry is not None and entry[0] is obj:
+            if entry[1] != events:
+                self._change(key, obj, entry[1], events, poller)
+            return
+        if entry is not None:           # a different object took over this descriptor
+            self._unregister(key)
+        if key in self._always_ready:
+            if events:
+                self._always_ready[key] = events
+            else:
+                del self._always_ready[key]
+            return
+        if key.__class__ is not int or self._asks_every_pass(obj):
+            # A channel under a socket key cannot name it in interest_changed(): ask it.
+            self._polled.add(key)
+        if events:
+            self._register(key, obj, events, poller, todo)
+
+    def _change(self, key, obj, old, events, poller):
+        """A registered channel wants other events (none: it leaves the poller)."""
+        if self.trace:
+            _trace.interest(key, old, events, obj)
+        if not events:
+            self._unregister(key)
+            return
+        fd = self._fd_of.get(key, key) if self._fd_of else key
+        try:
+            poller.modify(fd, events)
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
                 self._register_failed(key, obj, events, exc)
-                continue
-            registered[key] = (obj, events)
-            if fd is not key:
-                self._fd_of[key] = fd
-                self._key_of[fd] = key
+                return
+            poller.register(fd, events)   # closed and reopened behind our back
+        self._registered[key] = (obj, events)
+
+    def _register(self, key, obj, events, poller, todo):
+        if self.trace:
+            _trace.interest(key, None, events, obj)
+        fd = self._descriptor_to_register(key, todo)
+        try:
+            poller.register(fd, events)
+        except FileExistsError:
+            poller.modify(fd, events)
+        except (OSError, ValueError, TypeError) as exc:
+            self._register_failed(key, obj, events, exc)
+            return
+        self._registered[key] = (obj, events)
+        if fd is not key:
+            self._fd_of[key] = fd
+            self._key_of[fd] = key
 
     #: Whether the reactor must ask a channel's readable()/writable() on every pass.
     _asks_every_pass = staticmethod(_asks_every_pass)
@@ -442,7 +450,7 @@ class Reactor:
             self._always_ready[key] = events
             return
         # Like poll()'s POLLNVAL: the descriptor is unusable, so the channel is told it closed.
-        log.debug("cannot watch fd %r for %s: %s", key, _describe(obj), exc)
+        log.debug("cannot watch fd %r for %s: %s", key, type(obj).__name__, exc)
         self._ready.append(_Deferred(self._dispatch, (obj, key, CLOSED)))
 
     # --------------------------------------------------------------- dispatch
@@ -450,6 +458,11 @@ class Reactor:
         """Deliver one poll result to one channel, as asyncore's readwrite() does."""
         cmap = self.map
         try:
+            if bits == READ:
+                # Input alone, the commonest event, needs nothing more: without more input it
+                # does not recur, so the channel is not re-examined (see below).
+                obj.handle_read_event()
+                return
             if bits & READ:
                 obj.handle_read_event()
             if bits & WRITE and cmap.get(fd) is obj:
@@ -482,15 +495,25 @@ class Reactor:
             obj.handle_error()
 
     def _trace_dispatch(self, obj, fd, bits):
-        for bit in (READ, WRITE, URGENT, CLOSED):
-            if bits & bit:
-                trace_log.info("fd %s %s -> %s", fd, _EVENT_NAMES[bit], _handler_name(obj, bit))
+        _trace.dispatch(fd, bits, obj)
         self._dispatch(obj, fd, bits)
 
     # ------------------------------------------------------------- the pass
     def run_once(self, timeout=None):
-        """One pass: wait for I/O (at most ``timeout`` seconds, None: until something happens),
-        dispatch it, fire the timers then due, run the callbacks then queued."""
+        """One pass: wait for I/O at most ``timeout`` seconds (None: until something happens)
+        and deliver it, fire the timers due then, run the callbacks queued then."""
+        events = self._wait_for_io(timeout)
+        if events:
+            self._deliver(events)
+        if self._timers.active:
+            self._fire_timers()
+        if self._ready:
+            self._run_ready()
+
+    def _wait_for_io(self, timeout):
+        """Phase 1: bring the poller in line with the channels, then wait, at most until the
+        next timer is due, and not at all while callbacks are queued or a descriptor is
+        always ready.  Returns the events, by map key."""
         if self._dirty or self._polled or not self._observed:
             self._sync()
         if self._ready or self._always_ready:
@@ -499,8 +522,9 @@ class Reactor:
             deadline = self._timers.next_deadline()
             if deadline is not None:
                 wait = max(deadline - self.clock(), 0.0)
-                timeout = wait if timeout is None or wait < timeout else timeout
-        poller = self._poller or self.poller
+                if timeout is None or wait < timeout:
+                    timeout = wait
+        poller = self._poller or self.poller        # (made on first use, with its waker)
         if timeout is None and not self._registered and self._waker is None:
             raise RuntimeError("run_once(None) would block forever: nothing to wait for")
         events = poller.poll(timeout)
@@ -508,70 +532,63 @@ class Reactor:
             events = self._events_by_key(events)
         if self._always_ready:
             events = events + list(self._always_ready.items())
+        return events
 
-        # Phase 1: I/O.  Each event goes to the object registered when the poll began.
+    def _deliver(self, events):
+        """Phase 1, continued: each event goes to the channel registered for its key when the
+        poll began, and only while that channel is still in the map."""
         registered = self._registered
         cmap = self.map
         dispatch = self._trace_dispatch if self.trace else self._dispatch
-        fast = not self.trace
-        waker_fd = self._waker_fd
-        for fd, bits in events:
-            entry = registered.get(fd)
-            if entry is None:
-                if fd == waker_fd:
-                    self._drain_waker()
-                    continue
-                obj = cmap.get(fd) if fd in self._always_ready else None
-                if obj is None:
-                    continue
-            else:
+        for key, bits in events:
+            entry = registered.get(key)
+            if entry is not None:
                 obj = entry[0]
-                if cmap.get(fd) is not obj:
-                    self._dirty.add(fd)     # replaced or removed unreported: re-examine it
-                    continue
-                if bits == READ and fast:
-                    # The common case, _dispatch() inlined: input for a registered channel.
-                    try:
-                        obj.handle_read_event()
-                    except Exception as exc:
-                        self._handler_failed(obj, exc)
-                    continue
-            dispatch(obj, fd, bits)
+                if cmap.get(key) is obj:
+                    dispatch(obj, key, bits)
+                else:
+                    self._dirty.add(key)    # replaced or removed unreported: re-examine it
+            elif key == self._waker_fd:
+                self._drain_waker()
+            elif key in self._always_ready:
+                obj = cmap.get(key)
+                if obj is not None:
+                    dispatch(obj, key, bits)
 
-        # Phase 2: timers due now.
-        if self._timers.active:
-            for timer in self._timers.pop_due(self.clock()):
-                if not timer._due:      # cancelled or reset by an earlier callback
-                    continue
-                timer._due = False
-                if self.trace:
-                    trace_log.info("timer %s fires", _callable_name(timer.callback))
-                self._run_callback(timer.callback, timer.args)
+    def _fire_timers(self):
+        """Phase 2: the timers due now, in deadline order; one that an earlier callback
+        cancelled or reset is not handed out (see TimerQueue.due)."""
+        for timer in self._timers.due(self.clock()):
+            if self.trace:
+                _trace.timer_fires(timer.callback)
+            self._run_callback(timer.callback, timer.args, timer.owner)
 
-        # Phase 3: callbacks queued before this phase began.
+    def _run_ready(self):
+        """Phase 3: the callbacks queued before this phase began (those they queue wait for
+        the next pass)."""
         ready = self._ready
-        if ready:
-            for _ in range(len(ready)):
-                item = ready.popleft()
-                self._run_callback(item.callback, item.args)
+        for _ in range(len(ready)):
+            item = ready.popleft()
+            self._run_callback(item.callback, item.args)
 
     def _events_by_key(self, events):
         """Poll results for descriptors registered under a socket key, under that key."""
         key_of = self._key_of
         return [(key_of.get(fd, fd), bits) for fd, bits in events]
 
-    def _run_callback(self, callback, args):
+    def _run_callback(self, callback, args, owner=None):
         try:
             callback(*args)
         except RERAISED:
             raise
         except Exception:
-            owner = getattr(callback, "__self__", None)
+            if owner is None:
+                owner = getattr(callback, "__self__", None)
             if owner is not None and hasattr(owner, "handle_error") and \
                     hasattr(owner, "handle_read_event"):
                 owner.handle_error()
             else:
-                log.exception("error in callback %s", _callable_name(callback))
+                log.exception("error in callback %s", _trace.callable_name(callback))
 
     def timeout(self):
         """Seconds until the reactor next has work without I/O (a timer or a queued callback),
@@ -677,44 +694,6 @@ class _Deferred:
 
 def _noop():
     pass
-
-
-def _callable_name(cb):
-    owner = getattr(cb, "__self__", None)
-    name = getattr(cb, "__name__", None) or repr(cb)
-    if owner is not None:
-        return "%s.%s" % (type(owner).__name__, name)
-    return getattr(cb, "__qualname__", name)
-
-
-def _describe(obj):
-    return type(obj).__name__
-
-
-def _handler_name(obj, bit):
-    cls = type(obj).__name__
-    if bit == READ:
-        if getattr(obj, "accepting", False):
-            return cls + ".handle_accept"
-        if getattr(obj, "connecting", False):
-            return cls + ".handle_connect"
-        return cls + ".handle_read"
-    if bit == WRITE:
-        if getattr(obj, "connecting", False):
-            return cls + ".handle_connect"
-        return cls + ".handle_write"
-    if bit == URGENT:
-        return cls + ".handle_expt"
-    return cls + ".handle_close"
-
-
-def _enable_trace_output():
-    trace_log.setLevel(logging.INFO)
-    if not trace_log.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("trace: %(message)s"))
-        trace_log.addHandler(handler)
-        trace_log.propagate = False
 
 
 _all_reactors = weakref.WeakSet()

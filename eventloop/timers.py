@@ -1,7 +1,8 @@
 """Timers on a monotonic clock: a heap of deadlines with lazy cancellation.
 
 ``TimerQueue`` knows nothing about I/O; the reactor asks it for the next deadline (its
-poll timeout) and for the timers that are due.  Cancelled timers stay in the heap until
+poll timeout) and for the timers that are due, one at a time, so a timer that an earlier
+callback cancelled or reset is never handed out.  Cancelled timers stay in the heap until
 they reach the top or until they are the majority, when the heap is rebuilt.
 """
 import heapq
@@ -15,21 +16,22 @@ class Timer:
 
     ``interval`` is None for a one-shot timer and the period for a repeating one
     (the next deadline is computed from the previous deadline, so it does not drift).
+    ``delay`` is how far ahead the timer was scheduled: what ``reset()`` restarts it with.
     """
 
-    __slots__ = ("when", "callback", "args", "interval", "cancelled", "_queue", "_seq",
-                 "_due", "owner", "__weakref__")
+    __slots__ = ("when", "callback", "args", "interval", "delay", "cancelled", "_queue", "_seq",
+                 "owner", "__weakref__")
 
-    def __init__(self, queue, when, callback, args, interval=None):
+    def __init__(self, queue, when, callback, args, interval=None, delay=0.0):
         self._queue = queue
         self.when = when
         self.callback = callback
         self.args = args
         self.interval = interval
+        self.delay = delay
         self.cancelled = False
         self.owner = None
         self._seq = None            # the heap entry that is live for this timer, if any
-        self._due = False           # returned by pop_due() and neither cancelled nor reset since
 
     @property
     def pending(self):
@@ -39,15 +41,16 @@ class Timer:
     def cancel(self):
         """Stop the timer from firing; harmless if it already fired or was cancelled."""
         self.cancelled = True
-        self._due = False
         self._queue._retire(self)
 
     def reset(self, delay=None):
-        """Fire ``delay`` seconds from now (default: the interval of a repeating timer, else 0)."""
+        """Fire ``delay`` seconds from now (default: the timer's own delay, or its interval if
+        it repeats), also after it fired or was cancelled."""
         if delay is None:
-            delay = self.interval if self.interval is not None else 0.0
+            delay = self.interval if self.interval is not None else self.delay
+        else:
+            self.delay = delay
         self._queue._retire(self)
-        self._due = False
         self.cancelled = False
         self._queue._push(self, self._queue.clock() + delay)
 
@@ -74,7 +77,7 @@ class TimerQueue:
 
     def schedule(self, when, callback, args=(), interval=None):
         """Add a timer firing at clock time ``when``."""
-        timer = Timer(self, when, callback, args, interval)
+        timer = Timer(self, when, callback, args, interval, max(when - self.clock(), 0.0))
         self._push(timer, when)
         return timer
 
@@ -108,17 +111,19 @@ class TimerQueue:
         self._drop_stale_top()
         return self._heap[0][0] if self._heap else None
 
-    def pop_due(self, now):
-        """Remove and return the timers due at ``now``, in deadline order.
+    def due(self, now):
+        """Remove and yield, one at a time and in deadline order, the timers due at ``now`` that
+        were scheduled before this call; each is taken from the heap only when the previous
+        one's callback has run, so one that it cancelled or reset is not handed out.
 
-        Repeating timers are rescheduled before being returned, so a callback may cancel them.
+        Repeating timers are rescheduled as they are handed out, so a callback may cancel them.
         """
-        due = []
         heap = self._heap
+        limit = self._seq_limit()
         while True:
             self._drop_stale_top()
-            if not heap or heap[0][0] > now:
-                return due
+            if not heap or heap[0][0] > now or heap[0][1] >= limit:
+                return
             when, _, timer = heapq.heappop(heap)
             timer._seq = None
             self.active -= 1
@@ -128,5 +133,14 @@ class TimerQueue:
                     # Fell behind (a long pause): skip missed periods instead of firing a burst.
                     nxt = now + timer.interval
                 self._push(timer, nxt)
-            timer._due = True
-            due.append(timer)
+            yield timer
+
+    def pop_due(self, now):
+        """The timers :meth:`due` would hand out now, as a list."""
+        return list(self.due(now))
+
+    def _seq_limit(self):
+        """A sequence number above every entry scheduled so far (later ones get higher)."""
+        limit = next(self._seq)
+        self._seq = itertools.count(limit)
+        return limit

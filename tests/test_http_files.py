@@ -19,10 +19,11 @@ from hypothesis import given, strategies as st
 
 from servers.http import files
 from servers.http.files import (
-    CONTENT_TYPES, REASONS, RangeResult, byteranges_framing, coalesce_ranges, common_log_line,
-    content_range, content_type, error_page, etag_for, evaluate_conditional, http_date,
-    listing_html, log_escape, parse_http_date, parse_range, parse_ranges, resolve,
+    CONTENT_TYPES, RangeResult, byteranges_framing, coalesce_ranges, content_range, content_type,
+    etag_for, evaluate_conditional, listing_html, parse_range, parse_ranges, resolve,
 )
+from servers.http.messages import (REASONS, common_log_line, error_page, http_date, log_escape,
+                                   parse_http_date)
 
 RFC_EXAMPLE = 784111777  # Sun, 06 Nov 1994 08:49:37 GMT
 

@@ -259,7 +259,7 @@ def test_large_parts_stream_in_bounded_memory_to_a_client_that_reads_slowly(serv
         sock.connect(("127.0.0.1", served.port))
         sock.sendall(b"GET /huge.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=%d-%d,-%d\r\n\r\n"
                      % (spans[0] + (part,)))
-        assert served.wait_until(lambda: any(ch._outq for ch in served.server.channels))
+        assert served.wait_until(lambda: any(ch.queued_bytes for ch in served.server.channels))
         peak = max(_queued(served) for _ in range(20))
         assert 0 < peak <= static._BURST + static._BLOCK
         f = sock.makefile("rb")

@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 
 from eventloop.testing import memory_reactor
 from servers.http import HTTPServer, StaticFiles
-from servers.http.channel import BodyBudget
+from servers.http.budget import BodyBudget
 from test_http_server import Served
 
 KIB, MIB = 1 << 10, 1 << 20
@@ -440,11 +440,11 @@ class FakeChannel:
         self.granted_at = None
         self.taken_back = False
 
-    def _room_granted(self):
+    def room_granted(self):
         self.granted_at = self.budget._reactor.clock()
         self.granted.append(self.number)
 
-    def _timed_out(self):
+    def room_taken_back(self):
         self.taken_back = True
         self.budget.release(self)
 
@@ -468,7 +468,7 @@ def test_body_budget_grants_in_order_within_its_limit_and_never_deadlocks(ops):
             channel = FakeChannel(budget, number, arg, granted)
             present.append(channel)
             if budget.reserve(channel, arg):
-                channel._room_granted()
+                channel.room_granted()
         elif op == "wait":
             reactor.clock.advance(arg)
             reactor.run_once(0)

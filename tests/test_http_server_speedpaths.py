@@ -155,7 +155,7 @@ def test_a_slow_download_survives_its_descriptor_being_evicted(site):
             slow.settimeout(5)
             slow.connect(("127.0.0.1", served.port))
             slow.sendall(b"GET /f3.bin HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert served.wait_until(lambda: any(ch._outq for ch in served.server.channels))
+            assert served.wait_until(lambda: any(ch.queued_bytes for ch in served.server.channels))
             # Another file takes the one descriptor slot: the cache closes f3.bin's.
             assert get(served, "/f1.bin")[::2] == (200, contents["/f1.bin"])
             assert served.call(lambda: app.cache._entries["/f3.bin"].fd) is None
@@ -309,7 +309,7 @@ def test_a_large_response_to_a_client_not_reading_never_blocks_the_server(tmp_pa
             slow.connect(("127.0.0.1", served.port))
             slow.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode())
             served.call(served.server.resume_reading)
-            assert served.wait_until(lambda: any(ch._outq for ch in served.server.channels))
+            assert served.wait_until(lambda: any(ch.queued_bytes for ch in served.server.channels))
             # The slow client reads nothing yet; another is served meanwhile.
             assert get(served, "/other")[::2] == (200, b"ok")
             # It reads half (the channel is woken to send more), then stops again.

@@ -5,104 +5,16 @@ bounds are generous); the memory backend runs over MemorySocket with a VirtualCl
 timing assertions are exact.
 """
 import logging
-import os
 import socket
 import sys
 import threading
-import time
 
 import pytest
 
-from eventloop import AsyncChat, Dispatcher, DispatcherWithSend, ExitNow, Reactor
-from eventloop.pollers import WRITE, available_pollers
-from eventloop.testing import (MemorySocket, VirtualClock, memory_reactor, memory_socketpair,
-                               pump)
+from eventloop import AsyncChat, Dispatcher, DispatcherWithSend, ExitNow
+from eventloop.pollers import WRITE
 
-BACKENDS = ["epoll", "poll", "select", "selectors", "memory"]
-#: Passes allowed for waits on timers elsewhere than in the test about spinning near a deadline.
-SPIN_TOLERANT = 10_000
-REAL_ONLY = "the memory world is single-threaded: nothing can wake a blocked pass"
-
-
-class Env:
-    """A reactor on one backend plus the sockets it needs, closed afterwards."""
-
-    def __init__(self, backend):
-        self.backend = backend
-        self.memory = backend == "memory"
-        if self.memory:
-            self.clock = VirtualClock()
-            self.reactor = memory_reactor(self.clock)
-        else:
-            self.clock = time.monotonic
-            self.reactor = Reactor(backend)
-        self.socks = []
-
-    def socketpair(self, reuse_fd=None):
-        """A connected non-blocking pair; ``reuse_fd`` makes the first end take that (free)
-        descriptor number."""
-        if self.memory:
-            pair = memory_socketpair(filenos=(reuse_fd, None))
-        else:
-            pair = socket.socketpair()
-            if reuse_fd == pair[1].fileno():
-                pair = (pair[1], pair[0])       # the OS gave the number to the other end
-            if reuse_fd is not None and reuse_fd != pair[0].fileno():
-                os.dup2(pair[0].fileno(), reuse_fd)
-                moved = socket.socket(fileno=reuse_fd)
-                pair[0].close()
-                pair = (moved, pair[1])
-        for s in pair:
-            s.setblocking(False)
-        self.socks.extend(pair)
-        return pair
-
-    def listener(self):
-        """A listening socket and the address clients connect to."""
-        if self.memory:
-            sock = MemorySocket()
-            sock.bind(("memory", "contract-%d" % sock.fileno()))
-        else:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-        sock.setblocking(False)
-        self.socks.append(sock)
-        return sock, sock.getsockname()
-
-    def client_socket(self):
-        sock = MemorySocket() if self.memory else socket.socket(socket.AF_INET,
-                                                                 socket.SOCK_STREAM)
-        sock.setblocking(False)
-        self.socks.append(sock)
-        return sock
-
-    def pump(self, until, max_passes=50):
-        return pump(self.reactor, until, max_passes=max_passes, timeout=2.0)
-
-    def idle_passes(self, n):
-        """``n`` passes that do not wait (on memory: do not jump the clock either)."""
-        for _ in range(n):
-            self.reactor.run_once(0)
-
-    def delay(self, seconds):
-        """``seconds`` on the virtual clock; a hundredth of that on the real one."""
-        return seconds if self.memory else seconds / 100.0
-
-    def close(self):
-        for chan in list(self.reactor.map.values()):
-            chan.close()
-        for s in self.socks:
-            s.close()
-        self.reactor.close()
-
-
-@pytest.fixture(params=BACKENDS)
-def env(request):
-    if request.param != "memory" and request.param not in available_pollers():
-        pytest.skip("%s is not available here" % request.param)
-    e = Env(request.param)
-    yield e
-    e.close()
+from backends import REAL_ONLY, SPIN_TOLERANT
 
 
 def real_only(env):
@@ -581,6 +493,33 @@ def test_idle_timeout_counts_from_the_last_activity(env):
         assert closed_at == [16.0]
     else:
         assert start + env.delay(16) <= closed_at[0] < start + env.delay(16) + 1.0
+
+
+def test_a_deadline_is_not_moved_by_activity_and_replaces_the_idle_timeout(env):
+    a, b = env.socketpair()
+    fired_at = []
+
+    class Timed(Reader):
+        def handle_idle_timeout(self):
+            fired_at.append(env.reactor.clock())
+            if len(fired_at) == 1:
+                self.set_idle_timeout(env.delay(4))     # then: idle again, from now
+            else:
+                self.close()
+
+    start = env.reactor.clock()
+    chan = Timed(a, env.reactor.map)
+    chan.set_idle_timeout(env.delay(3))
+    chan.set_deadline(env.delay(10))                    # replaces it: 10, whatever happens
+    for t in (2, 5, 8):
+        env.reactor.call_later(env.delay(t), b.send, b"x")
+    env.pump(lambda: len(fired_at) == 2, max_passes=SPIN_TOLERANT)
+    assert chan.data == b"xxx"
+    if env.memory:
+        assert fired_at == [10.0, 14.0]
+    else:
+        assert start + env.delay(10) <= fired_at[0] < start + env.delay(10) + 1.0
+        assert fired_at[0] + env.delay(4) <= fired_at[1] < fired_at[0] + env.delay(4) + 1.0
 
 
 # ------------------------------------------------------------ map keys

@@ -1,4 +1,7 @@
 """TimerQueue and Timer: unit tests, a model-based state machine, and the reactor's timer phase."""
+import gc
+import weakref
+
 import pytest
 from hypothesis import given, strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
@@ -51,8 +54,8 @@ def test_reset_reschedules_from_now_and_revives_a_cancelled_or_fired_timer():
     t.reset(1)
     assert not t.cancelled and t.pending and t.when == 4
     assert names(q.pop_due(4)) == ["t"]
-    t.reset()                           # one-shot default: now
-    assert t.when == 3 and names(q.pop_due(3)) == ["t"]
+    t.reset()                           # one-shot default: its own delay again (1 s)
+    assert t.when == 4 and names(q.pop_due(3)) == [] and names(q.pop_due(4)) == ["t"]
 
 
 def test_a_repeating_timer_keeps_its_phase_and_skips_missed_periods():
@@ -99,6 +102,7 @@ class TimerModel(RuleBasedStateMachine):
         self.pending = {}           # id -> (when, seq, interval)
         self.seq = 0
         self.objects = {}
+        self.delays = {}
         self.next_id = 0
 
     def _push(self, tid, when, interval):
@@ -112,6 +116,7 @@ class TimerModel(RuleBasedStateMachine):
         self.next_id += 1
         when = self.clock() + delay
         self.objects[tid] = self.q.schedule(when, tid, interval=interval)
+        self.delays[tid] = delay
         self._push(tid, when, interval)
         return tid
 
@@ -124,8 +129,9 @@ class TimerModel(RuleBasedStateMachine):
     def reset(self, tid, delay):
         timer = self.objects[tid]
         timer.reset(delay)
-        if delay is None:
-            delay = timer.interval if timer.interval is not None else 0.0
+        if delay is None:       # the timer's own delay: the last it was given, or its interval
+            delay = timer.interval if timer.interval is not None else self.delays[tid]
+        self.delays[tid] = delay
         self.pending.pop(tid, None)
         self._push(tid, self.clock() + delay, timer.interval)
 
@@ -222,9 +228,6 @@ def test_a_closed_channel_with_pending_timers_is_freed_without_the_cyclic_gc():
     """Cancelled timers stay in the heap until their deadline; they must not keep the closed
     channel alive in a reference cycle (a server closing many connections would pay the
     cyclic GC for each)."""
-    import gc
-    import weakref
-
     from eventloop import Dispatcher
     from eventloop.testing import memory_socketpair
 
@@ -233,6 +236,16 @@ def test_a_closed_channel_with_pending_timers_is_freed_without_the_cyclic_gc():
     chan = Dispatcher(ours, reactor.map)
     chan.call_later(60, chan.close)
     chan.set_idle_timeout(30)
+    box = [chan]
+    del chan
+    assert_freed_at_close(box)
+    theirs.close()
+
+
+def assert_freed_at_close(box):
+    """Close the channel in ``box`` (a list, so that the caller keeps no reference) with the
+    cyclic collector off: nothing may keep it alive."""
+    chan = box.pop()
     gone = weakref.ref(chan)
     gc.disable()
     try:
@@ -241,4 +254,43 @@ def test_a_closed_channel_with_pending_timers_is_freed_without_the_cyclic_gc():
         assert gone() is None, "the closed channel is only reachable through a cycle"
     finally:
         gc.enable()
+
+
+def test_a_channel_whose_timers_fired_is_freed_at_close_without_the_cyclic_gc():
+    """A one-shot timer that fired used to keep its owner in a cycle (the timer was in its
+    own arguments), so every channel that ever had a timeout needed the cyclic collector."""
+    from eventloop import Dispatcher
+    from eventloop.testing import memory_socketpair
+
+    reactor = memory_reactor()
+    ours, theirs = memory_socketpair()
+    chan = Dispatcher(ours, reactor.map)
+    fired = []
+    for i in range(20):                         # more than the list keeps before pruning
+        chan.call_later(i / 10, fired.append, i)
+    chan.call_later(60, fired.append, "never: cancelled at close")
+    pump(reactor, lambda: len(fired) >= 20, max_passes=100)
+    box = [chan]
+    del chan
+    assert_freed_at_close(box)
+    theirs.close()
+
+
+def test_an_owned_timer_that_raises_reaches_its_channels_handle_error():
+    from eventloop import Dispatcher
+    from eventloop.testing import memory_socketpair
+
+    reactor = memory_reactor()
+    ours, theirs = memory_socketpair()
+    errors = []
+
+    class Chan(Dispatcher):
+        def handle_error(self):
+            errors.append(True)
+            self.close()
+
+    chan = Chan(ours, reactor.map)
+    chan.call_later(1, lambda: 1 / 0)
+    pump(reactor, lambda: errors, max_passes=10)
+    assert errors == [True] and not reactor.map
     theirs.close()

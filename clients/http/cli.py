@@ -19,7 +19,7 @@ import time
 import weakref
 from urllib.parse import quote_plus
 
-from eventloop.reactor import Reactor
+from eventloop import Reactor
 
 from .client import DEFAULT_TIMEOUT, USER_AGENT, close_idle_connections, make_ssl_context
 from .decoding import ACCEPT_ENCODING

@@ -30,11 +30,10 @@ from base64 import b64encode
 from collections.abc import Mapping
 from urllib.parse import unquote, urlsplit
 
-from eventloop.dispatcher import Dispatcher
 from eventloop.http11 import (
     CLIENT, DONE, NEED_DATA, PAUSED, Connection, ConnectionClosed, Data, EndOfMessage, Headers,
     InformationalResponse, ProtocolError, RemoteProtocolError, Request, Response)
-from eventloop.reactor import Reactor, get_reactor, static_interest
+from eventloop import Dispatcher, Reactor, get_reactor, static_interest
 
 from . import failures
 from .proxy import Tunnel, TunnelError

@@ -13,7 +13,7 @@ import sys
 from eventloop import get_reactor
 
 from .app import EchoHandler
-from .channel import HTTPServer
+from .server import HTTPServer
 from .static import StaticFiles
 from .workers import Prefork
 

@@ -21,6 +21,7 @@ import weakref
 
 from . import files
 from .app import Handler
+from .messages import http_date
 
 __all__ = ["StaticFiles", "FileCache", "send_file"]
 
@@ -63,7 +64,7 @@ class _Entry:
         self.ctime_ns = st.st_ctime_ns
         self.stat = st
         self.etag = files.etag_for(st)
-        self.last_modified = files.http_date(st.st_mtime)
+        self.last_modified = http_date(st.st_mtime)
         self.content_type = content_type
         self.validators = (("Last-Modified", self.last_modified), ("ETag", self.etag))
         self.fields = (("Content-Type", content_type), ("Content-Length", str(st.st_size)),
@@ -245,9 +246,9 @@ def serve_entry(request, entry, fd=None):
         if name[0] in "IRir" and name.lower() in _CONDITIONAL:
             return _serve_conditional(request, entry, fd)
     if entry.body is not None:
-        request._channel.respond(request, 200, entry.fields, entry.body)
+        request.respond(200, entry.fields, entry.body)
     else:
-        request._channel.send_file_span(request, 200, entry.fields, fd, 0, entry.size)
+        request.send_file_span(200, entry.fields, fd, 0, entry.size)
 
 
 def _serve_conditional(request, entry, fd):
@@ -269,7 +270,7 @@ def _serve_conditional(request, entry, fd):
                 if entry.body is not None:
                     request.respond(206, fields, entry.body[start:end + 1])
                 else:
-                    request._channel.send_file_span(request, 206, fields, fd, start, length)
+                    request.send_file_span(206, fields, fd, start, length)
                 return
             if r.kind == "multipart":
                 return _send_byteranges(request, entry, fd, r.spans)
@@ -279,7 +280,7 @@ def _serve_conditional(request, entry, fd):
         if entry.body is not None:
             request.respond(200, entry.fields, entry.body)
         else:
-            request._channel.send_file_span(request, 200, entry.fields, fd, 0, entry.size)
+            request.send_file_span(200, entry.fields, fd, 0, entry.size)
     elif status == 304:
         request.respond(304, entry.validators)
     elif status == 416:
@@ -391,10 +392,8 @@ class _PartsStream:
             request.finish()
 
     def _abort(self, why):
-        log.error("%s; closing the connection to %s", files.log_escape(why),
-                  self.request.client_address[0])
         self._close()
-        self.request._channel.close()
+        self.request.abort(why)
 
 
 # ------------------------------------------------------------------------------ serving

@@ -21,7 +21,7 @@ import traceback
 
 from eventloop import Reactor, set_reactor
 
-from .channel import bind_socket
+from .server import bind_socket
 
 __all__ = ["Prefork"]
 

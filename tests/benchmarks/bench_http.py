@@ -5,7 +5,11 @@
 
 Workloads (every one ``wrk -t1``, after a 1 s warm-up of the same command):
 
-* ``small`` / ``medium``: a 1 KiB / 64 KiB file over keep-alive, ``-c50`` (requests/s);
+* ``small`` / ``medium``: a 1 KiB / 64 KiB file over keep-alive, ``-c50`` (requests/s), every
+  request the same head;
+* ``varied``: 1 KiB files over keep-alive, ``-c50``, with 10,000 distinct browser-like request
+  heads cycled (one of 1,000 paths, a query and a cookie unique to each head), so that no memo
+  of recent heads can hit: the realistic counterpart of ``small``;
 * ``close``: the 1 KiB file with ``Connection: close``, ``-c50`` (connections/s);
 * ``large``: a 64 MiB file, ``-c4`` (MB/s, 10^6 bytes/s);
 * ``hello``: the README's hello-world handler (``hello_app.py``) against uvicorn+uvloop+httptools
@@ -58,6 +62,7 @@ TICK = os.sysconf("SC_CLK_TCK")
 #: name -> (path, connections, Connection: close?, wrk --timeout seconds)
 WORKLOADS = {
     "small": ("/small.bin", 50, False, 10),
+    "varied": ("/v/000.bin", 50, False, 10),
     "medium": ("/medium.bin", 50, False, 10),
     "close": ("/small.bin", 50, True, 10),
     "large": ("/large.bin", 4, False, 30),
@@ -71,6 +76,8 @@ ROWS = (
     ("small", "1 KiB file, keep-alive", "req/s",
      {"ours": ("ours", "small"), "nginx": ("nginx", "small"),
       "http.server": ("httpserver", "small")}, ("nginx", 0.4)),
+    ("varied", "1 KiB files, varied browser heads, keep-alive", "req/s",
+     {"ours": ("ours", "varied"), "nginx": ("nginx", "varied")}, None),
     ("medium", "64 KiB file, keep-alive", "req/s",
      {"ours": ("ours", "medium"), "nginx": ("nginx", "medium"),
       "http.server": ("httpserver", "medium")}, ("nginx", 0.6)),
@@ -259,7 +266,7 @@ class Peer:
 def make_peers(ctx):
     py = sys.executable
     peers = [
-        Peer("ours", "servers.http (static files)", ("small", "medium", "close", "large"),
+        Peer("ours", "servers.http (static files)", ("small", "varied", "medium", "close", "large"),
              "/small.bin", lambda port: [py, "-m", "servers.http", str(port), "-b", "127.0.0.1",
                                          "-d", ctx["docroot"], "-q"]),
         Peer("ours_hello", "servers.http hello handler", ("hello", "hello_close"), "/hello",
@@ -271,7 +278,7 @@ def make_peers(ctx):
              ("hello_close",), "/hello",
              lambda port: [py, os.path.join(HERE, "asyncore_http.py"), "--impl", "eventloop",
                            str(port)]),
-        Peer("nginx", "nginx, 1 worker", ("small", "medium", "close", "large", "hello",
+        Peer("nginx", "nginx, 1 worker", ("small", "varied", "medium", "close", "large", "hello",
                                           "hello_close"), "/hello",
              lambda port: [ctx["nginx"], "-p", ctx["tmp"], "-e", os.path.join(ctx["tmp"],
                            "nginx-error.log"), "-c", write_nginx_conf(ctx, port)]),
@@ -452,6 +459,40 @@ done = function(summary, latency, requests)
     e.status, e.timeout, latency:percentile(50), latency:percentile(99)))
 end
 """
+#: The ``varied`` workload's heads: what a browser sends for the assets of a page, each head
+#: distinct (path, query, cookie), built once in wrk's init() and cycled.
+WRK_VARIED_LUA = """\
+local heads = {}
+local n = 0
+init = function(args)
+  local agents = {
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_7_1) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15",
+  }
+  for i = 0, 9999 do
+    local path = string.format("/v/%03d.bin?v=%d&t=%08x", i % 1000, i, (i * 2654435761) % 4294967296)
+    heads[i + 1] = wrk.format("GET", path, {
+      ["Host"] = wrk.host .. ":" .. wrk.port,
+      ["User-Agent"] = agents[i % 3 + 1],
+      ["Accept"] = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8",
+      ["Accept-Language"] = "en-GB,en;q=0.9,fr;q=0.7",
+      ["Accept-Encoding"] = "gzip, deflate, br, zstd",
+      ["Referer"] = string.format("http://%s:%s/page/%d.html", wrk.host, wrk.port, i % 50),
+      ["Cookie"] = string.format("session=%016x%08x; theme=dark; seen=%d", i * 7919, i, i % 97),
+      ["Sec-Fetch-Dest"] = "image",
+      ["Sec-Fetch-Mode"] = "no-cors",
+      ["Sec-Fetch-Site"] = "same-origin",
+    })
+  end
+end
+request = function()
+  n = n % 10000 + 1
+  return heads[n]
+end
+""" + WRK_LUA
+VARIED_FILES = 1000
+
 _WRK_KEYS = ("requests", "bytes", "duration_us", "err_connect", "err_read", "err_write",
              "err_status", "err_timeout", "p50_us", "p99_us")
 
@@ -459,8 +500,9 @@ _WRK_KEYS = ("requests", "bytes", "duration_us", "err_connect", "err_read", "err
 def run_wrk(port, workload, duration, ctx, budget, server=None):
     """One pinned wrk run of ``workload``; with ``server``, its CPU and the machine's noise."""
     path, conns, close, timeout = WORKLOADS[workload]
+    lua = ctx["lua_varied"] if workload == "varied" else ctx["lua"]
     cmd = ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", "-c%d" % conns, "-d%ds" % duration,
-           "--timeout", "%ds" % timeout, "-s", ctx["lua"]]
+           "--timeout", "%ds" % timeout, "-s", lua]
     if close:
         cmd += ["-H", "Connection: close"]
     cmd.append("http://127.0.0.1:%d%s" % (port, path))
@@ -716,6 +758,15 @@ def make_docroot(path):
                 left -= len(chunk)
         os.chmod(os.path.join(path, name), 0o644)
         digests[name] = digest.hexdigest()
+    varied = os.path.join(path, "v")
+    os.makedirs(varied)
+    for i in range(VARIED_FILES):
+        with open(os.path.join(varied, "%03d.bin" % i), "wb") as f:
+            f.write(os.urandom(1 << 10))
+    for d in (path, varied):
+        os.chmod(d, 0o755)
+    for name in os.listdir(varied):
+        os.chmod(os.path.join(varied, name), 0o644)
     os.chmod(path, 0o755)           # nginx's worker runs as an unprivileged user
     return digests
 
@@ -861,11 +912,14 @@ def main():
     tmp = tempfile.mkdtemp(prefix="bench_http-")
     os.chmod(tmp, 0o755)
     ctx = {"tmp": tmp, "docroot": os.path.join(tmp, "www"), "logs": os.path.join(tmp, "logs"),
-           "lua": os.path.join(tmp, "report.lua"), "nginx": nginx,
+           "lua": os.path.join(tmp, "report.lua"), "lua_varied": os.path.join(tmp, "varied.lua"),
+           "nginx": nginx,
            "env": dict(os.environ, PYTHONPATH=ROOT, PYTHONDONTWRITEBYTECODE="1")}
     os.makedirs(ctx["logs"])
     with open(ctx["lua"], "w") as f:
         f.write(WRK_LUA)
+    with open(ctx["lua_varied"], "w") as f:
+        f.write(WRK_VARIED_LUA)
     started = time.time()
     samples, notes, failed = [], [], []
     interrupted = False

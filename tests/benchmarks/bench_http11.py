@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from eventloop.http11 import DONE, NEED_DATA, PAUSED, SERVER, Connection, EndOfMessage, Request  # noqa: E402
 from eventloop.http11 import Headers, Response  # noqa: E402
-from servers.http.app import HTTPRequest  # noqa: E402
+from servers.http.request import HTTPRequest  # noqa: E402
 
 WRK_GET = b"GET /small.bin HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n"
 BROWSER_GET = (
