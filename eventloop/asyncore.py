@@ -29,7 +29,7 @@ import weakref
 
 from . import dispatcher as _core
 from . import reactor as _reactor
-from .dispatcher import compact_traceback
+from .dispatcher import compact_traceback, strerror as _strerror  # noqa: F401  (asyncore._strerror, which programs and CPython's own tests call)
 from .pollers import CLOSED, READ, URGENT, WRITE
 from .reactor import ExitNow
 
