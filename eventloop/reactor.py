@@ -358,7 +358,16 @@ class Reactor:
         todo = self._to_examine()
         if todo:
             poller = self.poller
+            registered = self._registered
+            cmap = self.map
+            interest = self._interest
             for key in todo:
+                entry = registered.get(key)
+                # What a channel asked on every pass mostly answers: the same as before, for
+                # the object registered; nothing to reconcile (descriptor-number keys only).
+                if entry is not None and key.__class__ is int and entry[0] is cmap.get(key) \
+                        and entry[1] == interest(entry[0]):
+                    continue
                 self._reconcile(key, poller, todo)
 
     def _to_examine(self):
