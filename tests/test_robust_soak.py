@@ -111,7 +111,7 @@ def test_connection_churn_leaks_nothing(module):
     count = int(os.environ.get("SOAK_CHURN", "1000"))
     server = soak_echo.ServerProcess(module)
     try:
-        fds0 = server.fds()
+        fds0 = soak_echo.resting_fds(server)
         rss0 = server.rss_kib()
         warm = _churn(server, _echo_talk if module == "servers.echo" else _chat_talk, count, fds0)
         soak_echo._wait_for(lambda: server.fds() <= fds0, 10, "the server to close every connection")
