@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from clients.http import (AsyncHTTP, FetchError, Redirect, close_idle_connections, fetch,
                           retrieve)
-from clients.http import client as client_module
+from clients.http import resolver as resolver_module
 from eventloop import Dispatcher, Reactor
 from eventloop.testing import chunkings
 
@@ -422,7 +422,7 @@ def test_dns_failure_and_slow_dns_does_not_freeze_the_loop(reactor, site, monkey
             raise socket.gaierror(socket.EAI_AGAIN, "test resolver was never released")
         return socket.getaddrinfo("127.0.0.1", port, *args, **kwargs)
 
-    monkeypatch.setattr(client_module, "getaddrinfo", fake_getaddrinfo)
+    monkeypatch.setattr(resolver_module, "getaddrinfo", fake_getaddrinfo)
     # No timeout: no timer keeps the loop alive, only the reactor's hold() while resolving.
     slow = get(reactor, "http://slow.test:%d/small.txt" % site.port,
                CheckingConsumer(on_close=lambda: order.append("slow")), timeout=None)
@@ -440,7 +440,7 @@ def test_numeric_addresses_and_localhost_need_no_lookup_thread(reactor, site, mo
     def no_lookup(*args, **kwargs):
         raise AssertionError("a resolver thread was used for %r" % (args,))
 
-    monkeypatch.setattr(client_module, "getaddrinfo", no_lookup)
+    monkeypatch.setattr(resolver_module, "getaddrinfo", no_lookup)
     consumers = [get(reactor, "http://%s:%d/small.txt" % (host, site.port))
                  for host in ("127.0.0.1", "localhost", "LOCALHOST")]
     drive(reactor)
@@ -449,7 +449,7 @@ def test_numeric_addresses_and_localhost_need_no_lookup_thread(reactor, site, mo
 
 def test_dns_timeout_lets_the_loop_finish(reactor, monkeypatch):
     release = threading.Event()
-    monkeypatch.setattr(client_module, "getaddrinfo", lambda *a, **k: release.wait(5) and [])
+    monkeypatch.setattr(resolver_module, "getaddrinfo", lambda *a, **k: release.wait(5) and [])
     try:
         c = get(reactor, "http://slow.test/", timeout=0.2)
         started = time.monotonic()

@@ -4,10 +4,13 @@
 ``Content-Length: body.length`` and the pieces follow as the socket drains, so a large upload
 (``-T FILE``, a multipart form with files) never sits in memory.  A body can be sent more than
 once (a 307 redirect, a retry): every :meth:`FileBody.chunks` call is a fresh pass.
+
+Any object with an int ``length`` and such a ``chunks()`` method is a streamed body
+(:func:`is_body_source`).
 """
 import os
 
-__all__ = ["FileBody", "BodyChanged"]
+__all__ = ["FileBody", "BodyChanged", "is_body_source"]
 
 #: Bytes read from a file per chunk.
 CHUNK = 1 << 18
@@ -57,3 +60,9 @@ class FileBody:
                                           % (path, left))
                     left -= len(data)
                     yield data
+
+
+def is_body_source(body):
+    """A body streamed in pieces (:class:`FileBody`): a ``length`` and a ``chunks()`` method
+    giving a fresh pass over exactly that many bytes."""
+    return hasattr(body, "chunks") and isinstance(getattr(body, "length", None), int)

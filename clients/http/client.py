@@ -4,53 +4,52 @@ The classic interface (``AsyncHTTP(uri, consumer)``), done so that every outcome
 consumer: its optional ``http_header(request)`` is called once the response head is parsed
 (``request.status`` is None on failure and ``request.error`` says why), ``feed(data)`` once per
 body piece (chunked framing already removed), and ``close()`` exactly once, whatever happened.
-The bytes are framed by the shared sans-IO layer (:mod:`eventloop.http11`); this module only
-moves them, resolves names off the loop thread, speaks TLS without blocking, enforces timeouts
-and keeps idle connections for reuse.
+The bytes are framed by the shared sans-IO layer (:mod:`eventloop.http11`) and the request head
+is built by :mod:`~clients.http.messages`; this module moves the bytes, with names resolved off
+the loop thread (:mod:`~clients.http.resolver`), TLS without blocking (:mod:`~clients.http.tls`),
+timeouts, and idle connections kept in the reactor's :mod:`~clients.http.pool` for reuse.
 
 Callbacks never run inside the ``AsyncHTTP`` constructor: the request starts on the reactor's
 next pass.  A consumer callback that raises is logged and ends its request (the consumer's
 ``close()`` is still called); a consumer's ``close()`` never runs nested inside its own
 ``http_header``/``feed``: a ``request.close()`` made there takes effect when the callback returns.
 
-:func:`fetch` and :func:`retrieve` are the synchronous conveniences; each runs a private
-:class:`~eventloop.Reactor`, so they work from any thread while other reactors run.
+The blocking :func:`~clients.http.fetch` and :func:`~clients.http.retrieve` are in
+:mod:`~clients.http.blocking`.
 """
 import collections
 import errno
 import logging
 import os
-import select
 import socket
 import ssl
 import sys
-import threading
-import weakref
-from base64 import b64encode
-from collections.abc import Mapping
-from urllib.parse import unquote, urlsplit
 
 from eventloop.http11 import (
-    CLIENT, DONE, NEED_DATA, PAUSED, Connection, ConnectionClosed, Data, EndOfMessage, Headers,
-    InformationalResponse, ProtocolError, RemoteProtocolError, Request, Response)
-from eventloop import Dispatcher, Reactor, get_reactor, static_interest
+    CLIENT, DONE, NEED_DATA, PAUSED, Connection, ConnectionClosed, Data, EndOfMessage,
+    InformationalResponse, ProtocolError, RemoteProtocolError, Response)
+from eventloop import Dispatcher, get_reactor, static_interest
 
 from . import failures
+from .bodies import is_body_source
+from .messages import USER_AGENT, HeaderMap, Target, build_request, request_fields
+from .pool import ConnectionPool, close_idle_connections, close_quietly, connection_pool
 from .proxy import Tunnel, TunnelError
+from .resolver import Lookup, addresses_without_lookup
+from .tls import default_ssl_context, make_ssl_context
 
-__all__ = ["AsyncHTTP", "HeaderMap", "ConnectionPool", "connection_pool", "close_idle_connections",
-           "default_ssl_context", "make_ssl_context", "fetch", "retrieve", "FetchResponse",
-           "FetchError", "DEFAULT_TIMEOUT", "USER_AGENT"]
+__all__ = ["AsyncHTTP", "DEFAULT_TIMEOUT", "USER_AGENT", "IDEMPOTENT_METHODS",
+           # defined in the modules they come from, and importable from here as they always were:
+           "HeaderMap", "ConnectionPool", "connection_pool", "close_idle_connections",
+           "default_ssl_context", "make_ssl_context"]
 
 log = logging.getLogger("clients.http")
 
 #: Seconds allowed to resolve, connect and finish the TLS handshake, and (separately) without
 #: any byte moving once connected.
 DEFAULT_TIMEOUT = 30.0
-USER_AGENT = "eventloop-http/0.1"
 #: Methods retried once on a fresh connection when a reused one turns out to be closed.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 _NO_BODY_STATUSES = (204, 304)
 
 # The request's phases, in order (a request can also jump from any phase to DONE).
@@ -62,296 +61,6 @@ HANDSHAKING = "handshaking" # TLS handshake in progress
 EXCHANGING = "exchanging"   # request being sent and/or response being received
 FINISHED = "done"           # the consumer's close() has been (or is about to be) called
 
-
-class HeaderMap(Mapping):
-    """A read-only, case-insensitive mapping over a message's header fields.
-
-    ``header[name]`` and ``get`` give the field's value (repeated fields joined by ", ");
-    iteration yields each distinct name once, as first spelled; ``get_all(name)`` lists every
-    value and ``fields`` is the underlying :class:`eventloop.http11.Headers`, in wire order.
-    """
-
-    __slots__ = ("fields",)
-
-    def __init__(self, fields=None):
-        self.fields = fields if isinstance(fields, Headers) else Headers(fields)
-
-    def __getitem__(self, name):
-        value = self.fields.get(name) if isinstance(name, str) else None
-        if value is None:
-            raise KeyError(name)
-        return value
-
-    def get(self, name, default=None):
-        return self.fields.get(name, default) if isinstance(name, str) else default
-
-    def __contains__(self, name):
-        return name in self.fields
-
-    def __iter__(self):
-        seen = set()
-        for name, _ in self.fields:
-            key = name.lower()
-            if key not in seen:
-                seen.add(key)
-                yield name
-
-    def __len__(self):
-        return len({name.lower() for name, _ in self.fields})
-
-    def get_all(self, name):
-        return self.fields.get_all(name)
-
-    def __repr__(self):
-        return "HeaderMap(%r)" % (self.fields.items(),)
-
-
-# ------------------------------------------------------------------------------ URLs
-
-class _Target:
-    """What a URL says about where and what to ask: scheme, host, port, request target."""
-
-    __slots__ = ("scheme", "host", "port", "target", "host_header", "authorization")
-
-    def __init__(self, url):
-        if not isinstance(url, str):
-            raise ValueError("the URL must be a str, not %s" % type(url).__name__)
-        parts = urlsplit(url.strip())
-        scheme = parts.scheme.lower()
-        if scheme not in _DEFAULT_PORTS:
-            raise ValueError("unsupported URL scheme %r (only http and https)" % (parts.scheme,)
-                             if scheme else "no scheme in URL %r" % (url,))
-        host = parts.hostname
-        if not host:
-            raise ValueError("no host in URL %r" % (url,))
-        if not host.isascii():
-            host = host.encode("idna").decode("ascii")
-        port = parts.port                   # ValueError for a bad port
-        default = _DEFAULT_PORTS[scheme]
-        self.scheme = scheme
-        self.host = host
-        self.port = default if port is None else port
-        shown = "[%s]" % host if ":" in host else host
-        self.host_header = shown if self.port == default else "%s:%d" % (shown, self.port)
-        target = _quote_unsafe(parts.path) or "/"
-        if parts.query or url.rstrip().endswith("?"):
-            target += "?" + _quote_unsafe(parts.query)
-        self.target = target
-        self.authorization = None
-        if parts.username is not None:
-            credentials = "%s:%s" % (unquote(parts.username), unquote(parts.password or ""))
-            self.authorization = "Basic " + b64encode(credentials.encode("utf-8")).decode("ascii")
-
-
-def _is_body_source(body):
-    """A body streamed in pieces (:class:`~clients.http.bodies.FileBody`): a ``length`` and
-    a ``chunks()`` method giving a fresh pass over exactly that many bytes."""
-    return hasattr(body, "chunks") and isinstance(getattr(body, "length", None), int)
-
-
-def _quote_unsafe(text):
-    """Percent-encode what cannot appear raw in a request target (controls, space, non-ASCII)."""
-    if text.isascii() and text.isprintable() and " " not in text:
-        return text
-    return "".join(c if "!" <= c <= "~" else "".join("%%%02X" % b for b in c.encode("utf-8"))
-                   for c in text)
-
-
-def _request_headers(headers):
-    """The caller's headers as a list of (name, value) pairs (a mapping, pairs, or Headers)."""
-    if headers is None:
-        return []
-    if isinstance(headers, Headers):
-        return headers.items()
-    if isinstance(headers, Mapping):
-        return list(headers.items())
-    return [(name, value) for name, value in headers]
-
-
-# ------------------------------------------------------------------------------ TLS
-
-_default_context = None
-_context_lock = threading.Lock()
-
-
-def default_ssl_context():
-    """The shared verifying context (system CA store, hostname checks), made on first use."""
-    global _default_context
-    if _default_context is None:
-        with _context_lock:
-            if _default_context is None:
-                _default_context = make_ssl_context()
-    return _default_context
-
-
-def make_ssl_context(cafile=None, insecure=False, capath=None):
-    """A client TLS context: verifies against the system store, or ``cafile`` / ``capath`` (a
-    directory of hashed certificates) when given; ``insecure`` turns off certificate and
-    hostname verification."""
-    context = ssl.create_default_context(cafile=cafile, capath=capath)
-    if insecure:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
-
-
-# ------------------------------------------------------------------------------ the pool
-
-class ConnectionPool:
-    """Idle keep-alive connections of one reactor, keyed by (scheme, host, port, TLS context).
-
-    An idle connection is out of the reactor's map (it costs nothing and does not keep
-    ``loop()`` running).  ``checkout`` hands back the most recently used live connection and
-    drops those that expired or that the server closed meanwhile.
-    """
-
-    def __init__(self, clock, max_per_origin=64, expiry=15.0):
-        self.clock = clock
-        self.max_per_origin = max_per_origin
-        self.expiry = expiry
-        self._idle = {}     # key -> deque of (deadline, sock, conn), most recent last
-
-    def __len__(self):
-        return sum(len(q) for q in self._idle.values())
-
-    def checkin(self, key, sock, conn, expiry=None):
-        """Keep ``sock`` (with its http11 ``conn``, ready for the next cycle) for reuse."""
-        expiry = self.expiry if expiry is None else min(expiry, self.expiry)
-        if expiry <= 0 or self.max_per_origin <= 0:
-            _close_quietly(sock)
-            return
-        queue = self._idle.setdefault(key, collections.deque())
-        queue.append((self.clock() + expiry, sock, conn))
-        while len(queue) > self.max_per_origin:
-            _close_quietly(queue.popleft()[1])
-
-    def checkout(self, key):
-        """A live idle connection ``(sock, conn)`` for ``key``, or None."""
-        queue = self._idle.get(key)
-        now = self.clock()
-        while queue:
-            deadline, sock, conn = queue.pop()
-            if deadline > now and not _is_stale(sock):
-                if not queue:
-                    del self._idle[key]
-                return sock, conn
-            _close_quietly(sock)
-        self._idle.pop(key, None)
-        return None
-
-    def close(self):
-        """Close every idle connection."""
-        idle, self._idle = self._idle, {}
-        for queue in idle.values():
-            for _, sock, _ in queue:
-                _close_quietly(sock)
-
-
-def _is_stale(sock):
-    """True when an idle connection is unusable: closed, or readable (EOF or stray bytes)."""
-    try:
-        if sock.fileno() < 0:
-            return True
-        readable = select.select([sock], [], [], 0)[0]
-    except (OSError, ValueError):
-        return True
-    if not readable:
-        return False
-    if isinstance(sock, ssl.SSLSocket):
-        # TLS 1.3 session tickets can arrive after the response; they are not application data.
-        try:
-            sock.recv(1)
-        except ssl.SSLWantReadError:
-            return False
-        except (OSError, ValueError):
-            return True
-    return True
-
-
-def _close_quietly(sock):
-    try:
-        sock.close()
-    except OSError:
-        pass
-
-
-_pools = weakref.WeakKeyDictionary()
-_pools_lock = threading.Lock()      # fetch() in several threads: one private reactor each
-
-
-def connection_pool(reactor=None):
-    """The pool of idle connections that belongs to ``reactor`` (default: the default one)."""
-    reactor = reactor or get_reactor()
-    with _pools_lock:
-        pool = _pools.get(reactor)
-        if pool is None:
-            pool = _pools[reactor] = ConnectionPool(reactor.clock)
-    return pool
-
-
-def close_idle_connections(reactor=None):
-    """Close the idle keep-alive connections kept for ``reactor``."""
-    with _pools_lock:
-        pool = _pools.pop(reactor or get_reactor(), None)
-    if pool is not None:
-        pool.close()
-
-
-# ------------------------------------------------------------------------------ names
-
-#: The blocking resolver the lookup threads call (tests replace it).
-getaddrinfo = socket.getaddrinfo
-
-
-def _addresses_without_lookup(host, port):
-    """``[(family, sockaddr)]`` for numeric addresses and localhost, or None if a lookup is needed."""
-    if host == "localhost":
-        return [(socket.AF_INET, ("127.0.0.1", port)), (socket.AF_INET6, ("::1", port, 0, 0))]
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                   flags=socket.AI_NUMERICHOST)
-    except (socket.gaierror, UnicodeError, ValueError):
-        return None
-    return [(info[0], info[4]) for info in infos]
-
-
-class _Lookup:
-    """One getaddrinfo call in a daemon thread; the result comes back through the reactor.
-
-    The reactor is held (``run_until_idle`` keeps going) until the result is delivered or the
-    request gives up, whichever comes first.
-    """
-
-    def __init__(self, reactor, host, port, deliver):
-        self.reactor = reactor
-        self._lock = threading.Lock()
-        self._held = True
-        reactor.hold()
-        self._deliver = deliver
-        thread = threading.Thread(target=self._run, args=(host, port), daemon=True,
-                                  name="resolve %s" % host)
-        thread.start()
-
-    def _run(self, host, port):
-        try:
-            infos = getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            result = ([(info[0], info[4]) for info in infos], None)
-        except Exception as exc:        # gaierror, UnicodeError...: all become the request's error
-            result = (None, exc)
-        with self._lock:
-            if self._held:
-                self.reactor.call_soon_threadsafe(self._deliver, self, *result)
-        self.cancel()
-
-    def cancel(self):
-        """Stop holding the reactor (the thread may still finish; its result is then ignored)."""
-        with self._lock:
-            held, self._held = self._held, False
-        if held:
-            self.reactor.release()
-
-
-# ------------------------------------------------------------------------------ the channel
 
 class AsyncHTTP(Dispatcher):
     """One HTTP request on the reactor, reporting to ``consumer``.
@@ -399,7 +108,7 @@ class AsyncHTTP(Dispatcher):
         self.method = method
         self._invalid = None          # a bad argument, reported to the consumer at start
         try:
-            self.request_headers = _request_headers(headers)
+            self.request_headers = request_fields(headers)
         except (TypeError, ValueError):
             self.request_headers = []
             self._invalid = "headers must be a mapping or (name, value) pairs, not %r" % (headers,)
@@ -407,7 +116,7 @@ class AsyncHTTP(Dispatcher):
             body = body.encode("utf-8")
         elif isinstance(body, (bytearray, memoryview)):
             body = bytes(body)
-        elif body is not None and not isinstance(body, bytes) and not _is_body_source(body):
+        elif body is not None and not isinstance(body, bytes) and not is_body_source(body):
             self._invalid = "body must be bytes or str, not %s" % type(body).__name__
             body = None
         self.body = body
@@ -476,7 +185,7 @@ class AsyncHTTP(Dispatcher):
         if self.phase != NEW:
             return                  # closed before it started
         try:
-            self._target = target = _Target(self.url)
+            self._target = target = Target(self.url)
         except (ValueError, UnicodeError) as exc:
             return self._fail("bad URL: %s" % (exc,), failures.BAD_URL)
         if self.proxy is not None:
@@ -487,7 +196,7 @@ class AsyncHTTP(Dispatcher):
         try:
             if self._invalid is not None:
                 raise ValueError(self._invalid)
-            self._request = self._build_request(target)
+            self._request = build_request(self.method, target, self.request_headers, self.via)
         except (ProtocolError, TypeError, ValueError) as exc:
             return self._fail("invalid request: %s" % (exc,), failures.BAD_REQUEST)
         if target.scheme == "https":
@@ -503,26 +212,6 @@ class AsyncHTTP(Dispatcher):
             if idle is not None:
                 return self._adopt(*idle)
         self._connect_fresh()
-
-    def _build_request(self, target):
-        # A field given with the value None is not sent, and keeps its default out too.
-        given = Headers([field for field in self.request_headers if field[1] is not None])
-        given_names = {name.lower() for name, _ in self.request_headers}
-        fields = [] if "host" in given_names else [("Host", target.host_header)]
-        fields += given.items()
-        if "user-agent" not in given_names:
-            fields.append(("User-Agent", USER_AGENT))
-        if "accept" not in given_names:
-            fields.append(("Accept", "*/*"))
-        if target.authorization and "authorization" not in given_names:
-            fields.append(("Authorization", target.authorization))
-        request_target = target.target
-        if self.via is not None and target.scheme == "http":
-            # Forwarded by the proxy: the absolute form, and the proxy's credentials.
-            request_target = "http://%s%s" % (target.host_header, target.target)
-            if self.via.authorization and "proxy-authorization" not in given_names:
-                fields.append(("Proxy-Authorization", self.via.authorization))
-        return Request(self.method, request_target, Headers._trusted(fields))
 
     def _observe(self, event, *args):
         """Tell the observer (if it has a method named ``event``) what just happened:
@@ -547,14 +236,14 @@ class AsyncHTTP(Dispatcher):
         host, port = self._peer()
         if self.connect_timeout is not None:
             self._connect_timer = self.call_later(self.connect_timeout, self._connect_timed_out)
-        addresses = _addresses_without_lookup(host, port)
+        addresses = addresses_without_lookup(host, port)
         if addresses is not None:
             self._addresses = self._of_family(addresses)
             self._try_next_address()
         else:
             self.phase = RESOLVING
             self._observe("resolving", host)
-            self._lookup = _Lookup(self.reactor, host, port, self._resolved)
+            self._lookup = Lookup(self.reactor, host, port, self._resolved)
 
     def _of_family(self, addresses):
         if self.family == socket.AF_UNSPEC:
@@ -709,7 +398,7 @@ class AsyncHTTP(Dispatcher):
             self.set_idle_timeout(self.timeout)
         body = self.body
         try:
-            if _is_body_source(body):
+            if is_body_source(body):
                 data = self._conn.send_head_for_body(self._request, body.length)
                 self._body_chunks = iter(body.chunks())
             else:
@@ -989,7 +678,7 @@ class AsyncHTTP(Dispatcher):
         self.connected = False
         self.connecting = False
         if sock is not None:
-            _close_quietly(sock)
+            close_quietly(sock)
 
     def _detach(self):
         """Leave the map without closing the socket (it goes to the pool)."""
@@ -1096,95 +785,3 @@ class AsyncHTTP(Dispatcher):
                          reactor=self.reactor, ssl_context=self.ssl_context, pool=self.use_pool,
                          connect_timeout=self.connect_timeout, family=self.family,
                          proxy=self.proxy, observer=self.observer)
-
-
-# ------------------------------------------------------------------------------ sync API
-
-class FetchError(Exception):
-    """:func:`fetch` or :func:`retrieve` could not get a response: ``url`` and ``reason``
-    (``response`` is set when a response arrived but was refused, e.g. 404 in ``retrieve``)."""
-
-    def __init__(self, url, reason, response=None):
-        super().__init__("%s: %s" % (url, reason))
-        self.url = url
-        self.reason = reason
-        self.response = response
-
-
-class FetchResponse:
-    """What :func:`fetch` returns: ``status`` (int), ``reason``, ``version``, ``headers``
-    (:class:`HeaderMap`), ``body`` (bytes), ``url`` (the final URL), ``history``
-    (``[(status, url)]`` of the redirects followed), ``trailers``."""
-
-    __slots__ = ("status", "reason", "version", "headers", "body", "url", "history", "trailers")
-
-    def __init__(self, request, body):
-        self.version, self.status, self.reason = request.status
-        self.headers = request.header
-        self.body = body
-        self.url = request.url
-        self.history = list(request.history)
-        self.trailers = request.trailers
-
-    def __repr__(self):
-        return "<FetchResponse %d %s %s (%d bytes)>" % (self.status, self.reason, self.url,
-                                                       len(self.body))
-
-
-def _run_private(url, consumer, method, headers, body, timeout, follow_redirects, max_redirects,
-                 cafile, insecure, ssl_context):
-    from .consumers import Redirect
-    if ssl_context is None and (cafile is not None or insecure):
-        ssl_context = make_ssl_context(cafile, insecure)
-    reactor = Reactor()
-    try:
-        top = Redirect(consumer, max_redirects) if follow_redirects else consumer
-        AsyncHTTP(url, top, method, headers, body, timeout, reactor=reactor,
-                  ssl_context=ssl_context)
-        reactor.run_until_idle()
-    finally:
-        close_idle_connections(reactor)
-        reactor.close()
-
-
-def fetch(url, method="GET", headers=None, body=None, timeout=DEFAULT_TIMEOUT,
-          follow_redirects=True, max_redirects=10, cafile=None, insecure=False, *,
-          ssl_context=None):
-    """Send one request (following redirects unless told not to) and return a
-    :class:`FetchResponse`, whatever its status.  Raises :class:`FetchError` when no complete
-    response arrives (bad URL, DNS, connect, TLS, timeout, truncated body, redirect loop...)."""
-    from .consumers import Collector
-    collector = Collector()
-    _run_private(url, collector, method, headers, body, timeout, follow_redirects,
-                 max_redirects, cafile, insecure, ssl_context)
-    request = collector.request
-    if request is None or request.error is not None or request.status is None:
-        reason = request.error if request is not None else "no response"
-        raise FetchError(url, reason or "no response")
-    return FetchResponse(request, collector.body)
-
-
-def retrieve(url, filename=None, *, headers=None, timeout=DEFAULT_TIMEOUT,
-             follow_redirects=True, max_redirects=10, cafile=None, insecure=False,
-             ssl_context=None):
-    """Download ``url`` into ``filename`` (a new temporary file when None), like
-    ``urllib.request.urlretrieve``; returns ``(filename, headers)``.
-
-    The body goes to a temporary name beside ``filename`` and is renamed over it only when it
-    arrived complete with a status below 400; otherwise nothing is left behind and
-    :class:`FetchError` is raised.
-    """
-    from .consumers import SaveToFile
-    if filename is None:
-        import tempfile
-        fd, filename = tempfile.mkstemp(prefix="retrieve-")
-        os.close(fd)
-    sink = SaveToFile(filename, accept=lambda request: request.status[1] < 400)
-    _run_private(url, sink, "GET", headers, None, timeout, follow_redirects, max_redirects,
-                 cafile, insecure, ssl_context)
-    request = sink.request
-    if request is None or request.error is not None or request.status is None:
-        raise FetchError(url, (request.error if request is not None else None) or "no response")
-    if not sink.saved:
-        raise FetchError(url, "HTTP %d %s" % request.status[1:], FetchResponse(request, b""))
-    return filename, request.header
