@@ -5,9 +5,24 @@ consumer: its optional ``http_header(request)`` is called once the response head
 (``request.status`` is None on failure and ``request.error`` says why), ``feed(data)`` once per
 body piece (chunked framing already removed), and ``close()`` exactly once, whatever happened.
 The bytes are framed by the shared sans-IO layer (:mod:`eventloop.http11`) and the request head
-is built by :mod:`~clients.http.messages`; this module moves the bytes, with names resolved off
-the loop thread (:mod:`~clients.http.resolver`), TLS without blocking (:mod:`~clients.http.tls`),
-timeouts, and idle connections kept in the reactor's :mod:`~clients.http.pool` for reuse.
+is built by :mod:`~clients.http.messages`; this module moves the bytes: the request goes out
+through the channel's :class:`eventloop.OutputQueue` (a streamed body as a producer on it), names
+are resolved off the loop thread (:mod:`~clients.http.resolver`), TLS runs without blocking
+(:mod:`~clients.http.tls`), the one channel timeout of the core bounds each step, and idle
+connections wait in the reactor's :mod:`~clients.http.pool` for reuse.
+
+A request's life is its ``phase``::
+
+    NEW -+-> [RESOLVING] -> CONNECTING -> [TUNNELING] -> [HANDSHAKING] -> EXCHANGING -> FINISHED
+         |   (a name to look up)          (https through a proxy)  (https)   ^
+         +---------------------- an idle pooled connection -------------------+
+
+Any phase may end in FINISHED (the consumer is told why); a reused connection that the server
+had closed sends an idempotent request once more, on a fresh connection (EXCHANGING back to the
+connect).  From the connect's start to EXCHANGING the channel's one timeout is a fixed deadline,
+``connect_timeout``; in EXCHANGING it is an idle timeout, ``timeout`` without a byte moving.
+The request's bytes wait for the kernel in the channel's output queue (``_out``, one per
+connection), the core's one output path.
 
 Callbacks never run inside the ``AsyncHTTP`` constructor: the request starts on the reactor's
 next pass.  A consumer callback that raises is logged and ends its request (the consumer's
@@ -17,7 +32,6 @@ next pass.  A consumer callback that raises is logged and ends its request (the 
 The blocking :func:`~clients.http.fetch` and :func:`~clients.http.retrieve` are in
 :mod:`~clients.http.blocking`.
 """
-import collections
 import errno
 import logging
 import os
@@ -28,15 +42,16 @@ import sys
 from eventloop.http11 import (
     CLIENT, DONE, NEED_DATA, PAUSED, Connection, ConnectionClosed, Data, EndOfMessage,
     InformationalResponse, ProtocolError, RemoteProtocolError, Response)
-from eventloop import Dispatcher, get_reactor, static_interest
+from eventloop import DISCONNECTED, Dispatcher, OutputQueue, SocketWriter, get_reactor, \
+    static_interest
 
 from . import failures
-from .bodies import is_body_source
+from .bodies import BodyProducer, UnreadableBody, is_body_source
 from .messages import USER_AGENT, HeaderMap, Target, build_request, request_fields
 from .pool import ConnectionPool, close_idle_connections, close_quietly, connection_pool
 from .proxy import Tunnel, TunnelError
 from .resolver import Lookup, addresses_without_lookup
-from .tls import default_ssl_context, make_ssl_context
+from .tls import TLSWriter, default_ssl_context, make_ssl_context
 
 __all__ = ["AsyncHTTP", "DEFAULT_TIMEOUT", "USER_AGENT", "IDEMPOTENT_METHODS",
            # defined in the modules they come from, and importable from here as they always were:
@@ -52,7 +67,7 @@ DEFAULT_TIMEOUT = 30.0
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 _NO_BODY_STATUSES = (204, 304)
 
-# The request's phases, in order (a request can also jump from any phase to DONE).
+# The request's phases (see the module docstring).
 NEW = "new"                 # constructed; starts on the next pass
 RESOLVING = "resolving"     # the host name is being looked up in a thread
 CONNECTING = "connecting"   # TCP connect in progress
@@ -93,6 +108,7 @@ class AsyncHTTP(Dispatcher):
 
     #: Bytes asked of the socket per read (TLS reads continue while the socket has ``pending()``).
     recv_size = 65536
+    #: Most bytes offered to one send (the output queue's ``chunk``).
     send_size = 262144
     #: Informational (1xx) responses accepted before the final one: a server that sends them
     #: forever would otherwise keep the request alive, and its ``interim`` list growing, forever.
@@ -144,12 +160,9 @@ class AsyncHTTP(Dispatcher):
         self._addresses = []
         self._connect_error = None
         self._lookup = None
-        self._connect_timer = None
-        self._outq = collections.deque()
-        self._out_off = 0
-        self._body_chunks = None      # the rest of a streamed body, being sent
         self._tunnel = None
-        self._tls_wants_write = False
+        self._tls = None              # the TLSWriter of an https connection
+        self._sending = False         # inside _send: a handle_close is the output queue's
         self._bytes_in = 0            # bytes received on this connection for this request
         self._body_bytes = 0
         self._expected = None         # the response's Content-Length, when it frames the body
@@ -168,16 +181,19 @@ class AsyncHTTP(Dispatcher):
     def writable(self):
         """Write readiness is wanted while connecting, while output is queued, and while the TLS
         layer waits to write (handshake).  Static: every change goes through interest_changed()."""
-        return self.connecting or self._tls_wants_write or bool(self._outq)
+        out = self._out
+        return self.connecting or (out is not None and out.pending) or (
+            self._tls is not None and self._tls.wants_write)
 
-    def _want_tls(self, read, write):
-        """Follow what the TLS layer waits for: watch exactly that readiness."""
-        if read:
-            self.resume_reading()
-        else:
+    def _follow_tls(self, wanted_write):
+        """Watch exactly the readiness the TLS layer waits for now (``wanted_write``: what
+        it waited for before)."""
+        wants_write = self._tls.wants_write
+        if wants_write:
             self.pause_reading()
-        if write != self._tls_wants_write:
-            self._tls_wants_write = write
+        else:
+            self.resume_reading()
+        if wants_write != wanted_write:
             self.interest_changed()
 
     # ---------------------------------------------------------------- start
@@ -234,8 +250,7 @@ class AsyncHTTP(Dispatcher):
 
     def _connect_fresh(self):
         host, port = self._peer()
-        if self.connect_timeout is not None:
-            self._connect_timer = self.call_later(self.connect_timeout, self._connect_timed_out)
+        self.set_deadline(self.connect_timeout)     # until _established (handle_idle_timeout)
         addresses = addresses_without_lookup(host, port)
         if addresses is not None:
             self._addresses = self._of_family(addresses)
@@ -296,19 +311,6 @@ class AsyncHTTP(Dispatcher):
         self._drop_socket()
         self._try_next_address()
 
-    def _connect_timed_out(self):
-        self._connect_timer = None
-        target = self._target
-        if self.phase == RESOLVING:
-            what = "resolving %r" % self._peer()[0]
-        elif self.phase == HANDSHAKING:
-            what = "in the TLS handshake with %s:%d" % (target.host, target.port)
-        elif self.phase == TUNNELING:
-            what = "waiting for the proxy's CONNECT tunnel to %s:%d" % (target.host, target.port)
-        else:
-            what = "connecting to %s:%d" % self._peer()
-        self._fail("timed out %s after %gs" % (what, self.connect_timeout), failures.TIMEOUT)
-
     def handle_connect(self):
         """TCP is up: ask the proxy for a tunnel, start TLS, or send the request."""
         self._conn = Connection(CLIENT)
@@ -327,8 +329,10 @@ class AsyncHTTP(Dispatcher):
 
     def _start_tls(self):
         self.phase = HANDSHAKING
+        self._drop_output()             # the tunnel's, if any: it wrote to the plain socket
         self.socket = self.ssl_context.wrap_socket(
             self.socket, server_hostname=self._target.host, do_handshake_on_connect=False)
+        self._tls = TLSWriter(self.socket)
         self._handshake()
 
     def _open_tunnel(self):
@@ -337,10 +341,8 @@ class AsyncHTTP(Dispatcher):
         self._tunnel = Tunnel("%s:%d" % (host, target.port), self.via.authorization)
         self.phase = TUNNELING
         self._observe("tunnel_request", self._tunnel.request)
-        self._outq.append(self._tunnel.request)
-        self._flush()
-        if self._outq:
-            self.interest_changed()
+        self._out = OutputQueue(self, SocketWriter(self.socket), chunk=self.send_size)
+        self._send(self._out.write, self._tunnel.request)
 
     def _tunnel_received(self, data):
         try:
@@ -355,12 +357,10 @@ class AsyncHTTP(Dispatcher):
             self._start_tls()
 
     def _handshake(self):
+        tls = self._tls
+        wanted_write = tls.wants_write
         try:
-            self.socket.do_handshake()
-        except ssl.SSLWantReadError:
-            return self._want_tls(read=True, write=False)
-        except ssl.SSLWantWriteError:
-            return self._want_tls(read=False, write=True)
+            done = tls.handshake()
         except ssl.SSLCertVerificationError as exc:
             return self._fail("TLS certificate verification failed for %s: %s (%s)" % (
                 self._target.host, exc.verify_message, exc.reason), failures.CERTIFICATE)
@@ -370,15 +370,18 @@ class AsyncHTTP(Dispatcher):
         except OSError as exc:
             return self._fail("connection lost during the TLS handshake: %s" % (
                 exc.strerror or str(exc) or "closed by the server"), failures.TLS)
-        self._want_tls(read=True, write=False)
-        self._observe("tls_established", self.socket)
-        self._established()
+        self._follow_tls(wanted_write)
+        if done:
+            self._observe("tls_established", self.socket)
+            self._established()
 
     def _adopt(self, sock, conn):
         """Continue on an idle pooled connection."""
         self.reused = True
         self._conn = conn
         self.set_socket(sock)
+        if self._target.scheme == "https":
+            self._tls = TLSWriter(sock)
         self.connected = True
         try:
             self.addr = sock.getpeername()
@@ -389,82 +392,58 @@ class AsyncHTTP(Dispatcher):
 
     def _established(self):
         """Connected (and TLS done): queue the request and watch the server."""
-        if self._connect_timer is not None:
-            self._connect_timer.cancel()
-            self._connect_timer = None
         self.phase = EXCHANGING
         self._bytes_in = 0
-        if self.timeout is not None:
-            self.set_idle_timeout(self.timeout)
+        self.set_idle_timeout(self.timeout)         # in place of the connect deadline
         body = self.body
+        streamed = is_body_source(body)
         try:
-            if is_body_source(body):
+            if streamed:
                 data = self._conn.send_head_for_body(self._request, body.length)
-                self._body_chunks = iter(body.chunks())
             else:
                 data = self._conn.send_head_and_body(self._request, body or b"")
         except ProtocolError as exc:
             return self._fail("invalid request: %s" % (exc,), failures.BAD_REQUEST)
         if self.observer is not None:
             self._observe("request_sent", data[:data.find(b"\r\n\r\n") + 4])
-        self._outq.append(data)
-        self._flush()
-        if self._outq:
-            self.interest_changed()
-
-    def _next_body_chunk(self):
-        """Queue the next piece of a streamed body; False when it is all queued (or failed)."""
-        try:
-            chunk = next(self._body_chunks, None)
-        except OSError as exc:
-            self._body_chunks = None
-            self._fail("cannot read the request body: %s" % (exc.strerror or exc,),
-                       failures.UPLOAD)
-            return False
-        if chunk is None:
-            self._body_chunks = None
-            return False
-        self._outq.append(chunk)
-        return True
+        out = self._out = OutputQueue(self, self._tls or SocketWriter(self.socket),
+                                      chunk=self.send_size)
+        self._send(out.write, data)
+        if streamed and self._out is out:           # (not if that send ended the exchange)
+            self._send(out.push_producer, BodyProducer(body))
 
     # ---------------------------------------------------------------- I/O
-    def _flush(self):
-        """Send queued bytes until the socket would block."""
-        q = self._outq
-        while q and self.socket is not None:
-            head = q[0]
-            off = self._out_off
-            chunk = memoryview(head)[off:off + self.send_size] if (
-                off or len(head) > self.send_size) else head
-            try:
-                sent = self.socket.send(chunk)
-            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError,
-                    ssl.SSLWantReadError):
-                return
-            except OSError as exc:
-                q.clear()
-                self.interest_changed()
-                return self._lost(exc, failures.SEND)
-            if not sent:
-                return
-            off += sent
-            if off >= len(head):
-                q.popleft()
-                off = 0
-                if not q and (self._body_chunks is None or not self._next_body_chunk()):
-                    self.interest_changed()
-            self._out_off = off
+    def _send(self, method, *args):
+        """Call ``method`` of the output queue (write, push_producer, flush): a send that
+        raises ends the exchange as a send failure, a body that cannot be read as an upload
+        failure.  (A send that finds the peer gone reaches :meth:`handle_close`.)"""
+        self._sending = True
+        try:
+            method(*args)
+        except UnreadableBody as exc:
+            error = exc.error
+            self._fail("cannot read the request body: %s" % (error.strerror or error,),
+                       failures.UPLOAD)
+        except OSError as exc:
+            self._drop_output()
+            self.interest_changed()
+            self._lost(exc, failures.SEND)
+        finally:
+            self._sending = False
 
     def handle_write(self):
         if self.socket is None or self.phase == FINISHED:
             return
         if self.phase == HANDSHAKING:
             return self._handshake()
-        if self._tls_wants_write:
-            self._tls_wants_write = False
+        tls = self._tls
+        if tls is not None and tls.wants_write:
+            tls.wants_write = False
             self.interest_changed()
             self.handle_read()
-        self._flush()
+        out = self._out
+        if out is not None and out.pending:
+            self._send(out.flush)
 
     def handle_read(self):
         if self.socket is None or self.phase == FINISHED:
@@ -480,7 +459,7 @@ class AsyncHTTP(Dispatcher):
             except ssl.SSLWantWriteError:
                 # The TLS layer must write before it can read on (renegotiation with a full
                 # send buffer): wait for write readiness, then read again.
-                self._tls_wants_write = True
+                self._tls.wants_write = True
                 self.interest_changed()
                 return
             except OSError as exc:
@@ -493,16 +472,25 @@ class AsyncHTTP(Dispatcher):
             pending = getattr(sock, "pending", None)
             if pending is None or not pending():
                 break
-        if self._outq:
-            self._flush()
+        out = self._out
+        if out is not None and out.pending:
+            self._send(out.flush)
 
     def handle_close(self):
-        """The reactor saw a hang-up or a pending socket error."""
+        """The reactor saw a hang-up or a pending socket error, or a send found the peer gone.
+
+        The output queue calls this from inside :meth:`_send` while the send's error is
+        being handled, so ``sys.exc_info()`` says what broke: the exchange ends as a send
+        failure with that error, as when a send raises.
+        """
         if self.phase == CONNECTING and self.socket is not None:
             err = self.socket.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             return self._connect_failed(OSError(err, os.strerror(err)) if err else
                                         ConnectionResetError(errno.ECONNRESET, "connection closed"))
         if self.phase == EXCHANGING or self.phase == TUNNELING:
+            exc = sys.exc_info()[1] if self._sending else None
+            if isinstance(exc, OSError) and exc.errno in DISCONNECTED:
+                return self._lost(exc, failures.SEND)
             phase = self.phase
             self.handle_read()      # reports EOF or the error itself
             if self.phase == phase:
@@ -515,12 +503,28 @@ class AsyncHTTP(Dispatcher):
         pass                        # urgent data means nothing in HTTP
 
     def handle_idle_timeout(self):
+        """The channel's one timeout passed: the connect deadline before EXCHANGING (resolve,
+        connect, tunnel and TLS handshake together), the idle timeout in it."""
+        if self.phase != EXCHANGING:
+            return self._fail("timed out %s after %gs" % (self._connect_step(),
+                                                          self.connect_timeout), failures.TIMEOUT)
         if self.status is None:
             what = "waiting for the response"
         else:
             what = "receiving the body (%d bytes so far)" % self._body_bytes
         self._fail("timed out %s: nothing from the server for %gs" % (what, self.timeout),
                    failures.TIMEOUT)
+
+    def _connect_step(self):
+        """What the connect deadline found the request doing."""
+        target = self._target
+        if self.phase == RESOLVING:
+            return "resolving %r" % self._peer()[0]
+        if self.phase == HANDSHAKING:
+            return "in the TLS handshake with %s:%d" % (target.host, target.port)
+        if self.phase == TUNNELING:
+            return "waiting for the proxy's CONNECT tunnel to %s:%d" % (target.host, target.port)
+        return "connecting to %s:%d" % self._peer()
 
     def handle_error(self):
         """An exception reached the reactor from this channel: it becomes the request's error."""
@@ -605,8 +609,10 @@ class AsyncHTTP(Dispatcher):
         self.trailers = HeaderMap(end.trailers)
         conn = self._conn
         sock = self.socket
+        out = self._out                 # (None once a failed send dropped the output)
         if (self.use_pool and conn.our_state == DONE and conn.their_state == DONE
-                and not self._outq and not conn.buffered_bytes and not self._eof):
+                and out is not None and not out.pending and not conn.buffered_bytes
+                and not self._eof):
             conn.start_next_cycle()
             self._detach()
             connection_pool(self.reactor).checkin(self._key, sock, conn, self._keep_alive_expiry())
@@ -660,10 +666,8 @@ class AsyncHTTP(Dispatcher):
 
     def _reset_exchange(self):
         self._conn = None
-        self._close_body()
-        self._outq.clear()
-        self._out_off = 0
-        self._tls_wants_write = False
+        self._drop_output()
+        self._tls = None
         self._bytes_in = 0
         self._eof = False
         self.reading = True
@@ -685,14 +689,15 @@ class AsyncHTTP(Dispatcher):
         self.set_idle_timeout(None)
         self.del_channel()
         self.socket = None
+        self._out = None                # empty, and its writer's socket is the pool's now
+        self._tls = None
         self.connected = False
 
-    def _close_body(self):
-        """Stop streaming the body (closes its open file, if any)."""
-        chunks, self._body_chunks = self._body_chunks, None
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            close()
+    def _drop_output(self):
+        """Drop what is queued for the server (closing a streamed body's open file, if any)."""
+        out, self._out = self._out, None
+        if out is not None:
+            out.clear()
 
     def _fail(self, reason, failure):
         """End the request with ``reason`` (``failure`` names its class, see
@@ -733,11 +738,10 @@ class AsyncHTTP(Dispatcher):
         if self._lookup is not None:
             self._lookup.cancel()
             self._lookup = None
-        self._close_body()
-        self._outq.clear()
+        if self._out is not None:
+            self._drop_output()
         Dispatcher.close(self)      # leaves the map, cancels this channel's timers, closes
         self.socket = None
-        self._connect_timer = None
 
     # ---------------------------------------------------------------- consumer
     def _call(self, name, *args):
