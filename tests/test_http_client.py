@@ -17,10 +17,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clients.http import (AsyncHTTP, FetchError, Redirect, close_idle_connections, fetch,
-                          retrieve)
-from clients.http import client as client_module
+from clients.http import (AsyncHTTP, FetchError, Redirect, close_idle_connections,
+                          connection_pool, failures, fetch, retrieve)
+from clients.http import resolver as resolver_module
+from clients.http.bodies import FileBody
 from eventloop import Dispatcher, Reactor
+from eventloop.http11 import CLIENT, Connection
 from eventloop.testing import chunkings
 
 # ----------------------------------------------------------------------------- helpers
@@ -422,7 +424,7 @@ def test_dns_failure_and_slow_dns_does_not_freeze_the_loop(reactor, site, monkey
             raise socket.gaierror(socket.EAI_AGAIN, "test resolver was never released")
         return socket.getaddrinfo("127.0.0.1", port, *args, **kwargs)
 
-    monkeypatch.setattr(client_module, "getaddrinfo", fake_getaddrinfo)
+    monkeypatch.setattr(resolver_module, "getaddrinfo", fake_getaddrinfo)
     # No timeout: no timer keeps the loop alive, only the reactor's hold() while resolving.
     slow = get(reactor, "http://slow.test:%d/small.txt" % site.port,
                CheckingConsumer(on_close=lambda: order.append("slow")), timeout=None)
@@ -440,7 +442,7 @@ def test_numeric_addresses_and_localhost_need_no_lookup_thread(reactor, site, mo
     def no_lookup(*args, **kwargs):
         raise AssertionError("a resolver thread was used for %r" % (args,))
 
-    monkeypatch.setattr(client_module, "getaddrinfo", no_lookup)
+    monkeypatch.setattr(resolver_module, "getaddrinfo", no_lookup)
     consumers = [get(reactor, "http://%s:%d/small.txt" % (host, site.port))
                  for host in ("127.0.0.1", "localhost", "LOCALHOST")]
     drive(reactor)
@@ -449,7 +451,7 @@ def test_numeric_addresses_and_localhost_need_no_lookup_thread(reactor, site, mo
 
 def test_dns_timeout_lets_the_loop_finish(reactor, monkeypatch):
     release = threading.Event()
-    monkeypatch.setattr(client_module, "getaddrinfo", lambda *a, **k: release.wait(5) and [])
+    monkeypatch.setattr(resolver_module, "getaddrinfo", lambda *a, **k: release.wait(5) and [])
     try:
         c = get(reactor, "http://slow.test/", timeout=0.2)
         started = time.monotonic()
@@ -689,6 +691,90 @@ def test_idle_timeout_mid_body(reactor, scripted):
     assert c.body == b"abc"
     assert c.error == "timed out receiving the body (3 bytes so far): nothing from the server " \
                       "for 0.2s"
+
+
+def test_the_connect_deadline_gives_way_to_the_idle_timeout(reactor, scripted):
+    # Connected at once: from then on only ``timeout`` counts, not the shorter connect bound.
+    server = scripted(lambda req, n: [HOLD])
+    started = time.monotonic()
+    c = fetch_one(reactor, server, timeout=0.6, connect_timeout=0.1)
+    assert c.check().status is None
+    assert c.error == "timed out waiting for the response: nothing from the server for 0.6s"
+    assert time.monotonic() - started >= 0.6
+
+
+def test_the_idle_timeout_does_not_cut_the_connect_deadline_short(reactor):
+    # Resolving takes longer than ``timeout``: it is bounded by ``connect_timeout`` alone.
+    release = threading.Event()
+
+    def slow(host, port, *args, **kwargs):
+        release.wait(5)
+        return []
+
+    started = time.monotonic()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(resolver_module, "getaddrinfo", slow)
+        try:
+            c = get(reactor, "http://slow.test/", timeout=0.1, connect_timeout=0.5)
+            drive(reactor)
+        finally:
+            release.set()
+    assert c.check().error == "timed out resolving 'slow.test' after 0.5s"
+    assert c.request.failure == failures.TIMEOUT
+    assert time.monotonic() - started >= 0.5
+
+
+def test_a_streamed_body_waits_one_chunk_at_a_time_for_a_server_that_does_not_read(reactor,
+                                                                                 tmp_path):
+    # Back-pressure: the next chunk is read from the file only once the kernel took the one
+    # before, so what waits in memory stays within one chunk while the server reads nothing.
+    from clients.http.bodies import CHUNK
+    listener = socket.socket()          # the kernel accepts; nobody reads
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    path = tmp_path / "big"
+    with open(path, "wb") as f:
+        f.truncate(32 << 20)
+    c = CheckingConsumer()
+    request = AsyncHTTP("http://127.0.0.1:%d/" % listener.getsockname()[1], c, "PUT",
+                        body=FileBody([path]), reactor=reactor)
+    waiting = 0
+    try:
+        for _ in range(2000):
+            reactor.run_once(0.01)
+            assert request.queued_bytes <= CHUNK
+            waiting += request.queued_bytes > 0
+            if waiting >= 20:
+                break
+        assert waiting >= 20, "the upload never had to wait for the kernel"
+        assert not c.closed
+    finally:
+        request.abort("the test is over")
+        listener.close()
+    assert c.check().status is None and c.request.failure == failures.ABORTED
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["bytes", "FileBody"])
+def test_a_send_that_finds_the_server_gone_is_a_send_failure(reactor, tmp_path, streamed):
+    """The request's first send meets a peer that has closed (EPIPE): the request fails as
+    a send failure (curl's exit 55), in the error's own words, and a POST is not retried."""
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    connection_pool(reactor).checkin(("http", "127.0.0.1", 9, None), ours, Connection(CLIENT))
+
+    class ClosesThePeer:
+        def reusing(self, request):
+            theirs.close()
+
+    body = b"x" * 1000
+    if streamed:
+        (tmp_path / "body").write_bytes(body)
+        body = FileBody([tmp_path / "body"])
+    c = get(reactor, "http://127.0.0.1:9/", method="POST", body=body, observer=ClosesThePeer())
+    drive(reactor)
+    assert c.check().status is None
+    assert c.request.reused
+    assert (c.request.failure, c.error) == (failures.SEND, "connection lost: Broken pipe")
 
 
 # ----------------------------------------------------------------------------- consumers

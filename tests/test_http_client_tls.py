@@ -1,7 +1,9 @@
 """HTTPS: a CA and a server certificate made at test time, a local TLS server in a thread,
 never the network.  Verification with and without the CA, --insecure, SNI, the non-blocking
-handshake and its timeout, TLS keep-alive, and data left decrypted inside the TLS object."""
+handshake and its timeout, TLS keep-alive, uploads larger than the socket buffers, and data
+left decrypted inside the TLS object."""
 import datetime
+import hashlib
 import http.server
 import io
 import shutil
@@ -14,7 +16,9 @@ import time
 import pytest
 
 from clients.http import AsyncHTTP, FetchError, fetch, make_ssl_context
+from clients.http import tls as client_tls
 from clients.http.__main__ import main
+from clients.http.bodies import FileBody
 from test_http_client import CheckingConsumer, drive, reactor  # noqa: F401  (fixture)
 
 BIG = bytes(range(256)) * 80        # 20 KiB: more than one TLS record
@@ -117,6 +121,26 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)        # one write: the body ends inside a TLS record
 
+    def do_PUT(self):
+        """Answers with the SHA-256 of the body, read once UPLOAD_GATE opens."""
+        UPLOAD_GATE.wait(10)
+        left = int(self.headers["Content-Length"])
+        digest = hashlib.sha256()
+        while left:
+            piece = self.rfile.read(min(left, 65536))
+            if not piece:
+                break
+            digest.update(piece)
+            left -= len(piece)
+        body = digest.hexdigest().encode("ascii")
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+UPLOAD_GATE = threading.Event()
+
 
 class TLSServer(http.server.ThreadingHTTPServer):
     """http.server over TLS; the handshake runs in each connection's thread and is counted,
@@ -209,6 +233,65 @@ def test_keep_alive_over_tls(reactor, pki, tls_server):
     drive(reactor)
     assert seen == [False, True, True]
     assert tls_server.handshakes - before == 1
+
+
+UPLOAD = bytes(range(256)) * (32 << 10)     # 8 MiB: more than the socket buffers take
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["bytes", "FileBody"])
+def test_an_upload_larger_than_the_socket_buffers(reactor, pki, tls_server, tmp_path,
+                                                  monkeypatch, streamed):
+    # The server reads nothing until a send could not be made: the TLS writer said 0, the
+    # output queue kept the bytes and waited for write readiness; then the whole body arrives,
+    # in order.
+    refused = []
+
+    class CountingWriter(client_tls.TLSWriter):
+        __slots__ = ()
+
+        def send(self, data):
+            sent = client_tls.TLSWriter.send(self, data)
+            if not sent:
+                refused.append(len(data))
+                UPLOAD_GATE.set()
+            return sent
+
+    UPLOAD_GATE.clear()
+
+    monkeypatch.setattr("clients.http.client.TLSWriter", CountingWriter)
+    body = UPLOAD
+    if streamed:
+        (tmp_path / "upload").write_bytes(UPLOAD)
+        body = FileBody([tmp_path / "upload"])
+    c = CheckingConsumer()
+    AsyncHTTP(tls_server.url("/upload"), c, "PUT", body=body, reactor=reactor,
+              ssl_context=make_ssl_context(pki["ca"]))
+    drive(reactor, limit=30)
+    assert c.check().error is None
+    assert c.body == hashlib.sha256(UPLOAD).hexdigest().encode("ascii")
+    assert refused, "the kernel took every send: the test did not fill the buffers"
+
+
+class _RaisingSocket:
+    def __init__(self, exc):
+        self.exc = exc
+
+    def send(self, data):
+        raise self.exc
+
+    def do_handshake(self):
+        raise self.exc
+
+
+@pytest.mark.parametrize("exc, wants_write", [(ssl.SSLWantWriteError(), True),
+                                              (ssl.SSLWantReadError(), False)])
+def test_the_tls_writer_turns_waiting_into_nothing_sent(exc, wants_write):
+    writer = client_tls.TLSWriter(_RaisingSocket(exc))
+    assert writer.send(b"data") == 0 and not writer.wants_write
+    assert writer.handshake() is False and writer.wants_write is wants_write
+    broken = client_tls.TLSWriter(_RaisingSocket(ssl.SSLEOFError()))
+    with pytest.raises(ssl.SSLEOFError):
+        broken.send(b"data")
 
 
 def test_decrypted_bytes_pending_in_the_tls_object_are_read(reactor, pki, tls_server,

@@ -19,11 +19,13 @@
 ``fetch(url)`` and ``retrieve(url, filename)`` are the blocking conveniences;
 ``python -m clients.http URL...`` is the command-line client.
 """
-from .client import (DEFAULT_TIMEOUT, AsyncHTTP, ConnectionPool, FetchError, FetchResponse,
-                     HeaderMap, close_idle_connections, connection_pool, default_ssl_context,
-                     fetch, make_ssl_context, retrieve)
+from .blocking import FetchError, FetchResponse, fetch, retrieve
+from .client import DEFAULT_TIMEOUT, AsyncHTTP
 from .consumers import Collector, Redirect, SaveToFile
+from .messages import HeaderMap
+from .pool import ConnectionPool, close_idle_connections, connection_pool
 from .redirects import RedirectError, RedirectLoop, TooManyRedirects, UnsupportedRedirect
+from .tls import default_ssl_context, make_ssl_context
 
 __all__ = ["AsyncHTTP", "Redirect", "Collector", "SaveToFile", "fetch", "retrieve",
            "FetchError", "FetchResponse", "HeaderMap", "ConnectionPool", "connection_pool",

@@ -21,14 +21,17 @@ from urllib.parse import quote_plus
 
 from eventloop import Reactor
 
-from .client import DEFAULT_TIMEOUT, USER_AGENT, close_idle_connections, make_ssl_context
+from .client import DEFAULT_TIMEOUT
 from .decoding import ACCEPT_ENCODING
+from .messages import USER_AGENT
 from .multipart import FormError, form_body, parse_field
 from .bodies import FileBody
 from .output import OrderedOutput
+from .pool import close_idle_connections
 from .progress import ProgressDisplay
 from .proxy import ProxySettings
 from .retry import RetryPolicy
+from .tls import make_ssl_context
 from .transfer import Transfer, TransferSpec
 from .urls import BadURL, check_url, with_query, with_upload_name
 from .writeout import render

@@ -4,56 +4,70 @@ The classic interface (``AsyncHTTP(uri, consumer)``), done so that every outcome
 consumer: its optional ``http_header(request)`` is called once the response head is parsed
 (``request.status`` is None on failure and ``request.error`` says why), ``feed(data)`` once per
 body piece (chunked framing already removed), and ``close()`` exactly once, whatever happened.
-The bytes are framed by the shared sans-IO layer (:mod:`eventloop.http11`); this module only
-moves them, resolves names off the loop thread, speaks TLS without blocking, enforces timeouts
-and keeps idle connections for reuse.
+The bytes are framed by the shared sans-IO layer (:mod:`eventloop.http11`) and the request head
+is built by :mod:`~clients.http.messages`; this module moves the bytes: the request goes out
+through the channel's :class:`eventloop.OutputQueue` (a streamed body as a producer on it), names
+are resolved off the loop thread (:mod:`~clients.http.resolver`), TLS runs without blocking
+(:mod:`~clients.http.tls`), the one channel timeout of the core bounds each step, and idle
+connections wait in the reactor's :mod:`~clients.http.pool` for reuse.
+
+A request's life is its ``phase``::
+
+    NEW -+-> [RESOLVING] -> CONNECTING -> [TUNNELING] -> [HANDSHAKING] -> EXCHANGING -> FINISHED
+         |   (a name to look up)          (https through a proxy)  (https)   ^
+         +---------------------- an idle pooled connection -------------------+
+
+Any phase may end in FINISHED (the consumer is told why); a reused connection that the server
+had closed sends an idempotent request once more, on a fresh connection (EXCHANGING back to the
+connect).  From the connect's start to EXCHANGING the channel's one timeout is a fixed deadline,
+``connect_timeout``; in EXCHANGING it is an idle timeout, ``timeout`` without a byte moving.
+The request's bytes wait for the kernel in the channel's output queue (``_out``, one per
+connection), the core's one output path.
 
 Callbacks never run inside the ``AsyncHTTP`` constructor: the request starts on the reactor's
 next pass.  A consumer callback that raises is logged and ends its request (the consumer's
 ``close()`` is still called); a consumer's ``close()`` never runs nested inside its own
 ``http_header``/``feed``: a ``request.close()`` made there takes effect when the callback returns.
 
-:func:`fetch` and :func:`retrieve` are the synchronous conveniences; each runs a private
-:class:`~eventloop.Reactor`, so they work from any thread while other reactors run.
+The blocking :func:`~clients.http.fetch` and :func:`~clients.http.retrieve` are in
+:mod:`~clients.http.blocking`.
 """
-import collections
 import errno
 import logging
 import os
-import select
 import socket
 import ssl
 import sys
-import threading
-import weakref
-from base64 import b64encode
-from collections.abc import Mapping
-from urllib.parse import unquote, urlsplit
 
 from eventloop.http11 import (
-    CLIENT, DONE, NEED_DATA, PAUSED, Connection, ConnectionClosed, Data, EndOfMessage, Headers,
-    InformationalResponse, ProtocolError, RemoteProtocolError, Request, Response)
-from eventloop import Dispatcher, Reactor, get_reactor, static_interest
+    CLIENT, DONE, NEED_DATA, PAUSED, Connection, ConnectionClosed, Data, EndOfMessage,
+    InformationalResponse, ProtocolError, RemoteProtocolError, Response)
+from eventloop import DISCONNECTED, Dispatcher, OutputQueue, SocketWriter, get_reactor, \
+    static_interest
 
 from . import failures
+from .bodies import BodyProducer, UnreadableBody, is_body_source
+from .messages import USER_AGENT, HeaderMap, Target, build_request, request_fields
+from .pool import ConnectionPool, close_idle_connections, close_quietly, connection_pool
 from .proxy import Tunnel, TunnelError
+from .resolver import Lookup, addresses_without_lookup
+from .tls import TLSWriter, default_ssl_context, make_ssl_context
 
-__all__ = ["AsyncHTTP", "HeaderMap", "ConnectionPool", "connection_pool", "close_idle_connections",
-           "default_ssl_context", "make_ssl_context", "fetch", "retrieve", "FetchResponse",
-           "FetchError", "DEFAULT_TIMEOUT", "USER_AGENT"]
+__all__ = ["AsyncHTTP", "DEFAULT_TIMEOUT", "USER_AGENT", "IDEMPOTENT_METHODS",
+           # defined in the modules they come from, and importable from here as they always were:
+           "HeaderMap", "ConnectionPool", "connection_pool", "close_idle_connections",
+           "default_ssl_context", "make_ssl_context"]
 
 log = logging.getLogger("clients.http")
 
 #: Seconds allowed to resolve, connect and finish the TLS handshake, and (separately) without
 #: any byte moving once connected.
 DEFAULT_TIMEOUT = 30.0
-USER_AGENT = "eventloop-http/0.1"
 #: Methods retried once on a fresh connection when a reused one turns out to be closed.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 _NO_BODY_STATUSES = (204, 304)
 
-# The request's phases, in order (a request can also jump from any phase to DONE).
+# The request's phases (see the module docstring).
 NEW = "new"                 # constructed; starts on the next pass
 RESOLVING = "resolving"     # the host name is being looked up in a thread
 CONNECTING = "connecting"   # TCP connect in progress
@@ -62,296 +76,6 @@ HANDSHAKING = "handshaking" # TLS handshake in progress
 EXCHANGING = "exchanging"   # request being sent and/or response being received
 FINISHED = "done"           # the consumer's close() has been (or is about to be) called
 
-
-class HeaderMap(Mapping):
-    """A read-only, case-insensitive mapping over a message's header fields.
-
-    ``header[name]`` and ``get`` give the field's value (repeated fields joined by ", ");
-    iteration yields each distinct name once, as first spelled; ``get_all(name)`` lists every
-    value and ``fields`` is the underlying :class:`eventloop.http11.Headers`, in wire order.
-    """
-
-    __slots__ = ("fields",)
-
-    def __init__(self, fields=None):
-        self.fields = fields if isinstance(fields, Headers) else Headers(fields)
-
-    def __getitem__(self, name):
-        value = self.fields.get(name) if isinstance(name, str) else None
-        if value is None:
-            raise KeyError(name)
-        return value
-
-    def get(self, name, default=None):
-        return self.fields.get(name, default) if isinstance(name, str) else default
-
-    def __contains__(self, name):
-        return name in self.fields
-
-    def __iter__(self):
-        seen = set()
-        for name, _ in self.fields:
-            key = name.lower()
-            if key not in seen:
-                seen.add(key)
-                yield name
-
-    def __len__(self):
-        return len({name.lower() for name, _ in self.fields})
-
-    def get_all(self, name):
-        return self.fields.get_all(name)
-
-    def __repr__(self):
-        return "HeaderMap(%r)" % (self.fields.items(),)
-
-
-# ------------------------------------------------------------------------------ URLs
-
-class _Target:
-    """What a URL says about where and what to ask: scheme, host, port, request target."""
-
-    __slots__ = ("scheme", "host", "port", "target", "host_header", "authorization")
-
-    def __init__(self, url):
-        if not isinstance(url, str):
-            raise ValueError("the URL must be a str, not %s" % type(url).__name__)
-        parts = urlsplit(url.strip())
-        scheme = parts.scheme.lower()
-        if scheme not in _DEFAULT_PORTS:
-            raise ValueError("unsupported URL scheme %r (only http and https)" % (parts.scheme,)
-                             if scheme else "no scheme in URL %r" % (url,))
-        host = parts.hostname
-        if not host:
-            raise ValueError("no host in URL %r" % (url,))
-        if not host.isascii():
-            host = host.encode("idna").decode("ascii")
-        port = parts.port                   # ValueError for a bad port
-        default = _DEFAULT_PORTS[scheme]
-        self.scheme = scheme
-        self.host = host
-        self.port = default if port is None else port
-        shown = "[%s]" % host if ":" in host else host
-        self.host_header = shown if self.port == default else "%s:%d" % (shown, self.port)
-        target = _quote_unsafe(parts.path) or "/"
-        if parts.query or url.rstrip().endswith("?"):
-            target += "?" + _quote_unsafe(parts.query)
-        self.target = target
-        self.authorization = None
-        if parts.username is not None:
-            credentials = "%s:%s" % (unquote(parts.username), unquote(parts.password or ""))
-            self.authorization = "Basic " + b64encode(credentials.encode("utf-8")).decode("ascii")
-
-
-def _is_body_source(body):
-    """A body streamed in pieces (:class:`~clients.http.bodies.FileBody`): a ``length`` and
-    a ``chunks()`` method giving a fresh pass over exactly that many bytes."""
-    return hasattr(body, "chunks") and isinstance(getattr(body, "length", None), int)
-
-
-def _quote_unsafe(text):
-    """Percent-encode what cannot appear raw in a request target (controls, space, non-ASCII)."""
-    if text.isascii() and text.isprintable() and " " not in text:
-        return text
-    return "".join(c if "!" <= c <= "~" else "".join("%%%02X" % b for b in c.encode("utf-8"))
-                   for c in text)
-
-
-def _request_headers(headers):
-    """The caller's headers as a list of (name, value) pairs (a mapping, pairs, or Headers)."""
-    if headers is None:
-        return []
-    if isinstance(headers, Headers):
-        return headers.items()
-    if isinstance(headers, Mapping):
-        return list(headers.items())
-    return [(name, value) for name, value in headers]
-
-
-# ------------------------------------------------------------------------------ TLS
-
-_default_context = None
-_context_lock = threading.Lock()
-
-
-def default_ssl_context():
-    """The shared verifying context (system CA store, hostname checks), made on first use."""
-    global _default_context
-    if _default_context is None:
-        with _context_lock:
-            if _default_context is None:
-                _default_context = make_ssl_context()
-    return _default_context
-
-
-def make_ssl_context(cafile=None, insecure=False, capath=None):
-    """A client TLS context: verifies against the system store, or ``cafile`` / ``capath`` (a
-    directory of hashed certificates) when given; ``insecure`` turns off certificate and
-    hostname verification."""
-    context = ssl.create_default_context(cafile=cafile, capath=capath)
-    if insecure:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
-
-
-# ------------------------------------------------------------------------------ the pool
-
-class ConnectionPool:
-    """Idle keep-alive connections of one reactor, keyed by (scheme, host, port, TLS context).
-
-    An idle connection is out of the reactor's map (it costs nothing and does not keep
-    ``loop()`` running).  ``checkout`` hands back the most recently used live connection and
-    drops those that expired or that the server closed meanwhile.
-    """
-
-    def __init__(self, clock, max_per_origin=64, expiry=15.0):
-        self.clock = clock
-        self.max_per_origin = max_per_origin
-        self.expiry = expiry
-        self._idle = {}     # key -> deque of (deadline, sock, conn), most recent last
-
-    def __len__(self):
-        return sum(len(q) for q in self._idle.values())
-
-    def checkin(self, key, sock, conn, expiry=None):
-        """Keep ``sock`` (with its http11 ``conn``, ready for the next cycle) for reuse."""
-        expiry = self.expiry if expiry is None else min(expiry, self.expiry)
-        if expiry <= 0 or self.max_per_origin <= 0:
-            _close_quietly(sock)
-            return
-        queue = self._idle.setdefault(key, collections.deque())
-        queue.append((self.clock() + expiry, sock, conn))
-        while len(queue) > self.max_per_origin:
-            _close_quietly(queue.popleft()[1])
-
-    def checkout(self, key):
-        """A live idle connection ``(sock, conn)`` for ``key``, or None."""
-        queue = self._idle.get(key)
-        now = self.clock()
-        while queue:
-            deadline, sock, conn = queue.pop()
-            if deadline > now and not _is_stale(sock):
-                if not queue:
-                    del self._idle[key]
-                return sock, conn
-            _close_quietly(sock)
-        self._idle.pop(key, None)
-        return None
-
-    def close(self):
-        """Close every idle connection."""
-        idle, self._idle = self._idle, {}
-        for queue in idle.values():
-            for _, sock, _ in queue:
-                _close_quietly(sock)
-
-
-def _is_stale(sock):
-    """True when an idle connection is unusable: closed, or readable (EOF or stray bytes)."""
-    try:
-        if sock.fileno() < 0:
-            return True
-        readable = select.select([sock], [], [], 0)[0]
-    except (OSError, ValueError):
-        return True
-    if not readable:
-        return False
-    if isinstance(sock, ssl.SSLSocket):
-        # TLS 1.3 session tickets can arrive after the response; they are not application data.
-        try:
-            sock.recv(1)
-        except ssl.SSLWantReadError:
-            return False
-        except (OSError, ValueError):
-            return True
-    return True
-
-
-def _close_quietly(sock):
-    try:
-        sock.close()
-    except OSError:
-        pass
-
-
-_pools = weakref.WeakKeyDictionary()
-_pools_lock = threading.Lock()      # fetch() in several threads: one private reactor each
-
-
-def connection_pool(reactor=None):
-    """The pool of idle connections that belongs to ``reactor`` (default: the default one)."""
-    reactor = reactor or get_reactor()
-    with _pools_lock:
-        pool = _pools.get(reactor)
-        if pool is None:
-            pool = _pools[reactor] = ConnectionPool(reactor.clock)
-    return pool
-
-
-def close_idle_connections(reactor=None):
-    """Close the idle keep-alive connections kept for ``reactor``."""
-    with _pools_lock:
-        pool = _pools.pop(reactor or get_reactor(), None)
-    if pool is not None:
-        pool.close()
-
-
-# ------------------------------------------------------------------------------ names
-
-#: The blocking resolver the lookup threads call (tests replace it).
-getaddrinfo = socket.getaddrinfo
-
-
-def _addresses_without_lookup(host, port):
-    """``[(family, sockaddr)]`` for numeric addresses and localhost, or None if a lookup is needed."""
-    if host == "localhost":
-        return [(socket.AF_INET, ("127.0.0.1", port)), (socket.AF_INET6, ("::1", port, 0, 0))]
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                   flags=socket.AI_NUMERICHOST)
-    except (socket.gaierror, UnicodeError, ValueError):
-        return None
-    return [(info[0], info[4]) for info in infos]
-
-
-class _Lookup:
-    """One getaddrinfo call in a daemon thread; the result comes back through the reactor.
-
-    The reactor is held (``run_until_idle`` keeps going) until the result is delivered or the
-    request gives up, whichever comes first.
-    """
-
-    def __init__(self, reactor, host, port, deliver):
-        self.reactor = reactor
-        self._lock = threading.Lock()
-        self._held = True
-        reactor.hold()
-        self._deliver = deliver
-        thread = threading.Thread(target=self._run, args=(host, port), daemon=True,
-                                  name="resolve %s" % host)
-        thread.start()
-
-    def _run(self, host, port):
-        try:
-            infos = getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            result = ([(info[0], info[4]) for info in infos], None)
-        except Exception as exc:        # gaierror, UnicodeError...: all become the request's error
-            result = (None, exc)
-        with self._lock:
-            if self._held:
-                self.reactor.call_soon_threadsafe(self._deliver, self, *result)
-        self.cancel()
-
-    def cancel(self):
-        """Stop holding the reactor (the thread may still finish; its result is then ignored)."""
-        with self._lock:
-            held, self._held = self._held, False
-        if held:
-            self.reactor.release()
-
-
-# ------------------------------------------------------------------------------ the channel
 
 class AsyncHTTP(Dispatcher):
     """One HTTP request on the reactor, reporting to ``consumer``.
@@ -384,6 +108,7 @@ class AsyncHTTP(Dispatcher):
 
     #: Bytes asked of the socket per read (TLS reads continue while the socket has ``pending()``).
     recv_size = 65536
+    #: Most bytes offered to one send (the output queue's ``chunk``).
     send_size = 262144
     #: Informational (1xx) responses accepted before the final one: a server that sends them
     #: forever would otherwise keep the request alive, and its ``interim`` list growing, forever.
@@ -399,7 +124,7 @@ class AsyncHTTP(Dispatcher):
         self.method = method
         self._invalid = None          # a bad argument, reported to the consumer at start
         try:
-            self.request_headers = _request_headers(headers)
+            self.request_headers = request_fields(headers)
         except (TypeError, ValueError):
             self.request_headers = []
             self._invalid = "headers must be a mapping or (name, value) pairs, not %r" % (headers,)
@@ -407,7 +132,7 @@ class AsyncHTTP(Dispatcher):
             body = body.encode("utf-8")
         elif isinstance(body, (bytearray, memoryview)):
             body = bytes(body)
-        elif body is not None and not isinstance(body, bytes) and not _is_body_source(body):
+        elif body is not None and not isinstance(body, bytes) and not is_body_source(body):
             self._invalid = "body must be bytes or str, not %s" % type(body).__name__
             body = None
         self.body = body
@@ -435,12 +160,9 @@ class AsyncHTTP(Dispatcher):
         self._addresses = []
         self._connect_error = None
         self._lookup = None
-        self._connect_timer = None
-        self._outq = collections.deque()
-        self._out_off = 0
-        self._body_chunks = None      # the rest of a streamed body, being sent
         self._tunnel = None
-        self._tls_wants_write = False
+        self._tls = None              # the TLSWriter of an https connection
+        self._sending = False         # inside _send: a handle_close is the output queue's
         self._bytes_in = 0            # bytes received on this connection for this request
         self._body_bytes = 0
         self._expected = None         # the response's Content-Length, when it frames the body
@@ -459,16 +181,19 @@ class AsyncHTTP(Dispatcher):
     def writable(self):
         """Write readiness is wanted while connecting, while output is queued, and while the TLS
         layer waits to write (handshake).  Static: every change goes through interest_changed()."""
-        return self.connecting or self._tls_wants_write or bool(self._outq)
+        out = self._out
+        return self.connecting or (out is not None and out.pending) or (
+            self._tls is not None and self._tls.wants_write)
 
-    def _want_tls(self, read, write):
-        """Follow what the TLS layer waits for: watch exactly that readiness."""
-        if read:
-            self.resume_reading()
-        else:
+    def _follow_tls(self, wanted_write):
+        """Watch exactly the readiness the TLS layer waits for now (``wanted_write``: what
+        it waited for before)."""
+        wants_write = self._tls.wants_write
+        if wants_write:
             self.pause_reading()
-        if write != self._tls_wants_write:
-            self._tls_wants_write = write
+        else:
+            self.resume_reading()
+        if wants_write != wanted_write:
             self.interest_changed()
 
     # ---------------------------------------------------------------- start
@@ -476,7 +201,7 @@ class AsyncHTTP(Dispatcher):
         if self.phase != NEW:
             return                  # closed before it started
         try:
-            self._target = target = _Target(self.url)
+            self._target = target = Target(self.url)
         except (ValueError, UnicodeError) as exc:
             return self._fail("bad URL: %s" % (exc,), failures.BAD_URL)
         if self.proxy is not None:
@@ -487,7 +212,7 @@ class AsyncHTTP(Dispatcher):
         try:
             if self._invalid is not None:
                 raise ValueError(self._invalid)
-            self._request = self._build_request(target)
+            self._request = build_request(self.method, target, self.request_headers, self.via)
         except (ProtocolError, TypeError, ValueError) as exc:
             return self._fail("invalid request: %s" % (exc,), failures.BAD_REQUEST)
         if target.scheme == "https":
@@ -503,26 +228,6 @@ class AsyncHTTP(Dispatcher):
             if idle is not None:
                 return self._adopt(*idle)
         self._connect_fresh()
-
-    def _build_request(self, target):
-        # A field given with the value None is not sent, and keeps its default out too.
-        given = Headers([field for field in self.request_headers if field[1] is not None])
-        given_names = {name.lower() for name, _ in self.request_headers}
-        fields = [] if "host" in given_names else [("Host", target.host_header)]
-        fields += given.items()
-        if "user-agent" not in given_names:
-            fields.append(("User-Agent", USER_AGENT))
-        if "accept" not in given_names:
-            fields.append(("Accept", "*/*"))
-        if target.authorization and "authorization" not in given_names:
-            fields.append(("Authorization", target.authorization))
-        request_target = target.target
-        if self.via is not None and target.scheme == "http":
-            # Forwarded by the proxy: the absolute form, and the proxy's credentials.
-            request_target = "http://%s%s" % (target.host_header, target.target)
-            if self.via.authorization and "proxy-authorization" not in given_names:
-                fields.append(("Proxy-Authorization", self.via.authorization))
-        return Request(self.method, request_target, Headers._trusted(fields))
 
     def _observe(self, event, *args):
         """Tell the observer (if it has a method named ``event``) what just happened:
@@ -545,16 +250,15 @@ class AsyncHTTP(Dispatcher):
 
     def _connect_fresh(self):
         host, port = self._peer()
-        if self.connect_timeout is not None:
-            self._connect_timer = self.call_later(self.connect_timeout, self._connect_timed_out)
-        addresses = _addresses_without_lookup(host, port)
+        self.set_deadline(self.connect_timeout)     # until _established (handle_idle_timeout)
+        addresses = addresses_without_lookup(host, port)
         if addresses is not None:
             self._addresses = self._of_family(addresses)
             self._try_next_address()
         else:
             self.phase = RESOLVING
             self._observe("resolving", host)
-            self._lookup = _Lookup(self.reactor, host, port, self._resolved)
+            self._lookup = Lookup(self.reactor, host, port, self._resolved)
 
     def _of_family(self, addresses):
         if self.family == socket.AF_UNSPEC:
@@ -607,19 +311,6 @@ class AsyncHTTP(Dispatcher):
         self._drop_socket()
         self._try_next_address()
 
-    def _connect_timed_out(self):
-        self._connect_timer = None
-        target = self._target
-        if self.phase == RESOLVING:
-            what = "resolving %r" % self._peer()[0]
-        elif self.phase == HANDSHAKING:
-            what = "in the TLS handshake with %s:%d" % (target.host, target.port)
-        elif self.phase == TUNNELING:
-            what = "waiting for the proxy's CONNECT tunnel to %s:%d" % (target.host, target.port)
-        else:
-            what = "connecting to %s:%d" % self._peer()
-        self._fail("timed out %s after %gs" % (what, self.connect_timeout), failures.TIMEOUT)
-
     def handle_connect(self):
         """TCP is up: ask the proxy for a tunnel, start TLS, or send the request."""
         self._conn = Connection(CLIENT)
@@ -638,8 +329,10 @@ class AsyncHTTP(Dispatcher):
 
     def _start_tls(self):
         self.phase = HANDSHAKING
+        self._drop_output()             # the tunnel's, if any: it wrote to the plain socket
         self.socket = self.ssl_context.wrap_socket(
             self.socket, server_hostname=self._target.host, do_handshake_on_connect=False)
+        self._tls = TLSWriter(self.socket)
         self._handshake()
 
     def _open_tunnel(self):
@@ -648,10 +341,8 @@ class AsyncHTTP(Dispatcher):
         self._tunnel = Tunnel("%s:%d" % (host, target.port), self.via.authorization)
         self.phase = TUNNELING
         self._observe("tunnel_request", self._tunnel.request)
-        self._outq.append(self._tunnel.request)
-        self._flush()
-        if self._outq:
-            self.interest_changed()
+        self._out = OutputQueue(self, SocketWriter(self.socket), chunk=self.send_size)
+        self._send(self._out.write, self._tunnel.request)
 
     def _tunnel_received(self, data):
         try:
@@ -666,12 +357,10 @@ class AsyncHTTP(Dispatcher):
             self._start_tls()
 
     def _handshake(self):
+        tls = self._tls
+        wanted_write = tls.wants_write
         try:
-            self.socket.do_handshake()
-        except ssl.SSLWantReadError:
-            return self._want_tls(read=True, write=False)
-        except ssl.SSLWantWriteError:
-            return self._want_tls(read=False, write=True)
+            done = tls.handshake()
         except ssl.SSLCertVerificationError as exc:
             return self._fail("TLS certificate verification failed for %s: %s (%s)" % (
                 self._target.host, exc.verify_message, exc.reason), failures.CERTIFICATE)
@@ -681,15 +370,18 @@ class AsyncHTTP(Dispatcher):
         except OSError as exc:
             return self._fail("connection lost during the TLS handshake: %s" % (
                 exc.strerror or str(exc) or "closed by the server"), failures.TLS)
-        self._want_tls(read=True, write=False)
-        self._observe("tls_established", self.socket)
-        self._established()
+        self._follow_tls(wanted_write)
+        if done:
+            self._observe("tls_established", self.socket)
+            self._established()
 
     def _adopt(self, sock, conn):
         """Continue on an idle pooled connection."""
         self.reused = True
         self._conn = conn
         self.set_socket(sock)
+        if self._target.scheme == "https":
+            self._tls = TLSWriter(sock)
         self.connected = True
         try:
             self.addr = sock.getpeername()
@@ -700,82 +392,58 @@ class AsyncHTTP(Dispatcher):
 
     def _established(self):
         """Connected (and TLS done): queue the request and watch the server."""
-        if self._connect_timer is not None:
-            self._connect_timer.cancel()
-            self._connect_timer = None
         self.phase = EXCHANGING
         self._bytes_in = 0
-        if self.timeout is not None:
-            self.set_idle_timeout(self.timeout)
+        self.set_idle_timeout(self.timeout)         # in place of the connect deadline
         body = self.body
+        streamed = is_body_source(body)
         try:
-            if _is_body_source(body):
+            if streamed:
                 data = self._conn.send_head_for_body(self._request, body.length)
-                self._body_chunks = iter(body.chunks())
             else:
                 data = self._conn.send_head_and_body(self._request, body or b"")
         except ProtocolError as exc:
             return self._fail("invalid request: %s" % (exc,), failures.BAD_REQUEST)
         if self.observer is not None:
             self._observe("request_sent", data[:data.find(b"\r\n\r\n") + 4])
-        self._outq.append(data)
-        self._flush()
-        if self._outq:
-            self.interest_changed()
-
-    def _next_body_chunk(self):
-        """Queue the next piece of a streamed body; False when it is all queued (or failed)."""
-        try:
-            chunk = next(self._body_chunks, None)
-        except OSError as exc:
-            self._body_chunks = None
-            self._fail("cannot read the request body: %s" % (exc.strerror or exc,),
-                       failures.UPLOAD)
-            return False
-        if chunk is None:
-            self._body_chunks = None
-            return False
-        self._outq.append(chunk)
-        return True
+        out = self._out = OutputQueue(self, self._tls or SocketWriter(self.socket),
+                                      chunk=self.send_size)
+        self._send(out.write, data)
+        if streamed and self._out is out:           # (not if that send ended the exchange)
+            self._send(out.push_producer, BodyProducer(body))
 
     # ---------------------------------------------------------------- I/O
-    def _flush(self):
-        """Send queued bytes until the socket would block."""
-        q = self._outq
-        while q and self.socket is not None:
-            head = q[0]
-            off = self._out_off
-            chunk = memoryview(head)[off:off + self.send_size] if (
-                off or len(head) > self.send_size) else head
-            try:
-                sent = self.socket.send(chunk)
-            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError,
-                    ssl.SSLWantReadError):
-                return
-            except OSError as exc:
-                q.clear()
-                self.interest_changed()
-                return self._lost(exc, failures.SEND)
-            if not sent:
-                return
-            off += sent
-            if off >= len(head):
-                q.popleft()
-                off = 0
-                if not q and (self._body_chunks is None or not self._next_body_chunk()):
-                    self.interest_changed()
-            self._out_off = off
+    def _send(self, method, *args):
+        """Call ``method`` of the output queue (write, push_producer, flush): a send that
+        raises ends the exchange as a send failure, a body that cannot be read as an upload
+        failure.  (A send that finds the peer gone reaches :meth:`handle_close`.)"""
+        self._sending = True
+        try:
+            method(*args)
+        except UnreadableBody as exc:
+            error = exc.error
+            self._fail("cannot read the request body: %s" % (error.strerror or error,),
+                       failures.UPLOAD)
+        except OSError as exc:
+            self._drop_output()
+            self.interest_changed()
+            self._lost(exc, failures.SEND)
+        finally:
+            self._sending = False
 
     def handle_write(self):
         if self.socket is None or self.phase == FINISHED:
             return
         if self.phase == HANDSHAKING:
             return self._handshake()
-        if self._tls_wants_write:
-            self._tls_wants_write = False
+        tls = self._tls
+        if tls is not None and tls.wants_write:
+            tls.wants_write = False
             self.interest_changed()
             self.handle_read()
-        self._flush()
+        out = self._out
+        if out is not None and out.pending:
+            self._send(out.flush)
 
     def handle_read(self):
         if self.socket is None or self.phase == FINISHED:
@@ -791,7 +459,7 @@ class AsyncHTTP(Dispatcher):
             except ssl.SSLWantWriteError:
                 # The TLS layer must write before it can read on (renegotiation with a full
                 # send buffer): wait for write readiness, then read again.
-                self._tls_wants_write = True
+                self._tls.wants_write = True
                 self.interest_changed()
                 return
             except OSError as exc:
@@ -804,16 +472,25 @@ class AsyncHTTP(Dispatcher):
             pending = getattr(sock, "pending", None)
             if pending is None or not pending():
                 break
-        if self._outq:
-            self._flush()
+        out = self._out
+        if out is not None and out.pending:
+            self._send(out.flush)
 
     def handle_close(self):
-        """The reactor saw a hang-up or a pending socket error."""
+        """The reactor saw a hang-up or a pending socket error, or a send found the peer gone.
+
+        The output queue calls this from inside :meth:`_send` while the send's error is
+        being handled, so ``sys.exc_info()`` says what broke: the exchange ends as a send
+        failure with that error, as when a send raises.
+        """
         if self.phase == CONNECTING and self.socket is not None:
             err = self.socket.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             return self._connect_failed(OSError(err, os.strerror(err)) if err else
                                         ConnectionResetError(errno.ECONNRESET, "connection closed"))
         if self.phase == EXCHANGING or self.phase == TUNNELING:
+            exc = sys.exc_info()[1] if self._sending else None
+            if isinstance(exc, OSError) and exc.errno in DISCONNECTED:
+                return self._lost(exc, failures.SEND)
             phase = self.phase
             self.handle_read()      # reports EOF or the error itself
             if self.phase == phase:
@@ -826,12 +503,28 @@ class AsyncHTTP(Dispatcher):
         pass                        # urgent data means nothing in HTTP
 
     def handle_idle_timeout(self):
+        """The channel's one timeout passed: the connect deadline before EXCHANGING (resolve,
+        connect, tunnel and TLS handshake together), the idle timeout in it."""
+        if self.phase != EXCHANGING:
+            return self._fail("timed out %s after %gs" % (self._connect_step(),
+                                                          self.connect_timeout), failures.TIMEOUT)
         if self.status is None:
             what = "waiting for the response"
         else:
             what = "receiving the body (%d bytes so far)" % self._body_bytes
         self._fail("timed out %s: nothing from the server for %gs" % (what, self.timeout),
                    failures.TIMEOUT)
+
+    def _connect_step(self):
+        """What the connect deadline found the request doing."""
+        target = self._target
+        if self.phase == RESOLVING:
+            return "resolving %r" % self._peer()[0]
+        if self.phase == HANDSHAKING:
+            return "in the TLS handshake with %s:%d" % (target.host, target.port)
+        if self.phase == TUNNELING:
+            return "waiting for the proxy's CONNECT tunnel to %s:%d" % (target.host, target.port)
+        return "connecting to %s:%d" % self._peer()
 
     def handle_error(self):
         """An exception reached the reactor from this channel: it becomes the request's error."""
@@ -916,8 +609,10 @@ class AsyncHTTP(Dispatcher):
         self.trailers = HeaderMap(end.trailers)
         conn = self._conn
         sock = self.socket
+        out = self._out                 # (None once a failed send dropped the output)
         if (self.use_pool and conn.our_state == DONE and conn.their_state == DONE
-                and not self._outq and not conn.buffered_bytes and not self._eof):
+                and out is not None and not out.pending and not conn.buffered_bytes
+                and not self._eof):
             conn.start_next_cycle()
             self._detach()
             connection_pool(self.reactor).checkin(self._key, sock, conn, self._keep_alive_expiry())
@@ -971,10 +666,8 @@ class AsyncHTTP(Dispatcher):
 
     def _reset_exchange(self):
         self._conn = None
-        self._close_body()
-        self._outq.clear()
-        self._out_off = 0
-        self._tls_wants_write = False
+        self._drop_output()
+        self._tls = None
         self._bytes_in = 0
         self._eof = False
         self.reading = True
@@ -989,21 +682,22 @@ class AsyncHTTP(Dispatcher):
         self.connected = False
         self.connecting = False
         if sock is not None:
-            _close_quietly(sock)
+            close_quietly(sock)
 
     def _detach(self):
         """Leave the map without closing the socket (it goes to the pool)."""
         self.set_idle_timeout(None)
         self.del_channel()
         self.socket = None
+        self._out = None                # empty, and its writer's socket is the pool's now
+        self._tls = None
         self.connected = False
 
-    def _close_body(self):
-        """Stop streaming the body (closes its open file, if any)."""
-        chunks, self._body_chunks = self._body_chunks, None
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            close()
+    def _drop_output(self):
+        """Drop what is queued for the server (closing a streamed body's open file, if any)."""
+        out, self._out = self._out, None
+        if out is not None:
+            out.clear()
 
     def _fail(self, reason, failure):
         """End the request with ``reason`` (``failure`` names its class, see
@@ -1044,11 +738,10 @@ class AsyncHTTP(Dispatcher):
         if self._lookup is not None:
             self._lookup.cancel()
             self._lookup = None
-        self._close_body()
-        self._outq.clear()
+        if self._out is not None:
+            self._drop_output()
         Dispatcher.close(self)      # leaves the map, cancels this channel's timers, closes
         self.socket = None
-        self._connect_timer = None
 
     # ---------------------------------------------------------------- consumer
     def _call(self, name, *args):
@@ -1096,95 +789,3 @@ class AsyncHTTP(Dispatcher):
                          reactor=self.reactor, ssl_context=self.ssl_context, pool=self.use_pool,
                          connect_timeout=self.connect_timeout, family=self.family,
                          proxy=self.proxy, observer=self.observer)
-
-
-# ------------------------------------------------------------------------------ sync API
-
-class FetchError(Exception):
-    """:func:`fetch` or :func:`retrieve` could not get a response: ``url`` and ``reason``
-    (``response`` is set when a response arrived but was refused, e.g. 404 in ``retrieve``)."""
-
-    def __init__(self, url, reason, response=None):
-        super().__init__("%s: %s" % (url, reason))
-        self.url = url
-        self.reason = reason
-        self.response = response
-
-
-class FetchResponse:
-    """What :func:`fetch` returns: ``status`` (int), ``reason``, ``version``, ``headers``
-    (:class:`HeaderMap`), ``body`` (bytes), ``url`` (the final URL), ``history``
-    (``[(status, url)]`` of the redirects followed), ``trailers``."""
-
-    __slots__ = ("status", "reason", "version", "headers", "body", "url", "history", "trailers")
-
-    def __init__(self, request, body):
-        self.version, self.status, self.reason = request.status
-        self.headers = request.header
-        self.body = body
-        self.url = request.url
-        self.history = list(request.history)
-        self.trailers = request.trailers
-
-    def __repr__(self):
-        return "<FetchResponse %d %s %s (%d bytes)>" % (self.status, self.reason, self.url,
-                                                       len(self.body))
-
-
-def _run_private(url, consumer, method, headers, body, timeout, follow_redirects, max_redirects,
-                 cafile, insecure, ssl_context):
-    from .consumers import Redirect
-    if ssl_context is None and (cafile is not None or insecure):
-        ssl_context = make_ssl_context(cafile, insecure)
-    reactor = Reactor()
-    try:
-        top = Redirect(consumer, max_redirects) if follow_redirects else consumer
-        AsyncHTTP(url, top, method, headers, body, timeout, reactor=reactor,
-                  ssl_context=ssl_context)
-        reactor.run_until_idle()
-    finally:
-        close_idle_connections(reactor)
-        reactor.close()
-
-
-def fetch(url, method="GET", headers=None, body=None, timeout=DEFAULT_TIMEOUT,
-          follow_redirects=True, max_redirects=10, cafile=None, insecure=False, *,
-          ssl_context=None):
-    """Send one request (following redirects unless told not to) and return a
-    :class:`FetchResponse`, whatever its status.  Raises :class:`FetchError` when no complete
-    response arrives (bad URL, DNS, connect, TLS, timeout, truncated body, redirect loop...)."""
-    from .consumers import Collector
-    collector = Collector()
-    _run_private(url, collector, method, headers, body, timeout, follow_redirects,
-                 max_redirects, cafile, insecure, ssl_context)
-    request = collector.request
-    if request is None or request.error is not None or request.status is None:
-        reason = request.error if request is not None else "no response"
-        raise FetchError(url, reason or "no response")
-    return FetchResponse(request, collector.body)
-
-
-def retrieve(url, filename=None, *, headers=None, timeout=DEFAULT_TIMEOUT,
-             follow_redirects=True, max_redirects=10, cafile=None, insecure=False,
-             ssl_context=None):
-    """Download ``url`` into ``filename`` (a new temporary file when None), like
-    ``urllib.request.urlretrieve``; returns ``(filename, headers)``.
-
-    The body goes to a temporary name beside ``filename`` and is renamed over it only when it
-    arrived complete with a status below 400; otherwise nothing is left behind and
-    :class:`FetchError` is raised.
-    """
-    from .consumers import SaveToFile
-    if filename is None:
-        import tempfile
-        fd, filename = tempfile.mkstemp(prefix="retrieve-")
-        os.close(fd)
-    sink = SaveToFile(filename, accept=lambda request: request.status[1] < 400)
-    _run_private(url, sink, "GET", headers, None, timeout, follow_redirects, max_redirects,
-                 cafile, insecure, ssl_context)
-    request = sink.request
-    if request is None or request.error is not None or request.status is None:
-        raise FetchError(url, (request.error if request is not None else None) or "no response")
-    if not sink.saved:
-        raise FetchError(url, "HTTP %d %s" % request.status[1:], FetchResponse(request, b""))
-    return filename, request.header

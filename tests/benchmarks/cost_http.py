@@ -1,16 +1,24 @@
-"""What one connection (or one keep-alive request) costs ``servers.http``, in process.
+"""What one connection (or one keep-alive request) costs ``servers.http``, or one request costs
+the client ``clients.http.AsyncHTTP``, in process.
 
 Usage::
 
     python tests/benchmarks/cost_http.py                   # --workload close --batches 300
     python tests/benchmarks/cost_http.py --valgrind        # instructions, the same on every run
     python tests/benchmarks/cost_http.py --valgrind --compare ../worktree-of-another-commit
+    python tests/benchmarks/cost_http.py --valgrind --workload client-keepalive
 
 The server runs in this process on a private reactor, serving a 1 KiB file.  ``close``: 50
 clients connect and send ``GET`` with ``Connection: close``; one ``handle_accept`` call accepts,
 answers and closes them all (the path a connection whose request came with it takes).
 ``keepalive``: 50 open connections each send one request; reactor passes run until every
 response is read.  Only the server's calls are timed.
+
+The client workloads time the other side: 50 ``AsyncHTTP`` requests at a time for a 1 KiB
+body, made and driven through their reactor's passes, while a plain-socket responder in the
+same thread (not timed) answers them.  ``client-keepalive``: the requests reuse the pooled
+connections of the batch before (the first batch connects); ``client-close``: ``pool=False``,
+so each request connects, sends, reads and closes.
 
 Wall-clock figures (minimum and median µs over batches) move with the load on the machine.
 ``--valgrind`` counts the CPU instructions the server's calls execute instead (``callgrind``,
@@ -114,6 +122,86 @@ def measure_keepalive(root, batches, run):
     return samples
 
 
+def measure_client(batches, run, pool):
+    """Seconds of client time per request (``AsyncHTTP`` and its reactor's passes), one sample
+    per batch of 50 concurrent requests; the responder's work is not timed."""
+    from eventloop import Reactor
+    from clients.http import AsyncHTTP, close_idle_connections
+
+    reactor = Reactor()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(CLIENTS * 2)
+    listener.setblocking(False)
+    url = "http://127.0.0.1:%d/small.bin" % listener.getsockname()[1]
+    response = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(SMALL), SMALL)
+    peers = {}          # the responder's sockets -> request bytes not yet answered
+    sizes = []
+
+    class Consumer:
+        __slots__ = ("size",)
+
+        def __init__(self):
+            self.size = 0
+
+        def feed(self, data):
+            self.size += len(data)
+
+        def close(self):
+            sizes.append(self.size)
+
+    def respond():
+        while True:
+            try:
+                peer = listener.accept()[0]
+            except BlockingIOError:
+                break
+            peer.setblocking(False)
+            peers[peer] = bytearray()
+        for peer, pending in list(peers.items()):
+            try:
+                data = peer.recv(65536)
+            except BlockingIOError:
+                continue
+            if not data:
+                peer.close()
+                del peers[peer]
+                continue
+            pending += data
+            while b"\r\n\r\n" in pending:
+                del pending[:pending.index(b"\r\n\r\n") + 4]
+                peer.sendall(response)
+
+    def start():
+        for _ in range(CLIENTS):
+            AsyncHTTP(url, Consumer(), reactor=reactor, pool=pool)
+
+    samples = []
+    for _ in range(batches):
+        del sizes[:]
+        t0 = time.perf_counter()
+        run(start)
+        spent = time.perf_counter() - t0
+        for _ in range(10000):
+            t0 = time.perf_counter()
+            run(functools.partial(reactor.run_once, 0))
+            spent += time.perf_counter() - t0
+            respond()
+            if len(sizes) == CLIENTS:
+                break
+        else:
+            raise SystemExit("responses did not arrive")
+        if sizes != [len(SMALL)] * CLIENTS:
+            raise SystemExit("unexpected body sizes: %r" % sizes)
+        samples.append(spent / CLIENTS)
+    close_idle_connections(reactor)
+    for peer in peers:
+        peer.close()
+    listener.close()
+    reactor.close()
+    return samples
+
+
 SMALL = bytes(range(256)) * 4       # the served 1 KiB file
 
 
@@ -123,22 +211,34 @@ def run_here(args):
         with open(os.path.join(root, "small.bin"), "wb") as f:
             f.write(SMALL)
         if args.collect:
-            # The server's calls run inside functools.reduce, a C function callgrind can
-            # toggle collection on: the clients' work is not counted.
+            # The measured calls run inside functools.reduce, a C function callgrind can
+            # toggle collection on: the other side's work is not counted.
             def run(call):
                 functools.reduce(lambda _a, _b: call(), (0, 0))
         else:
             def run(call):
                 call()
-        measure = measure_close if args.workload == "close" else measure_keepalive
-        samples = sorted(measure(root, args.batches, run))
+        if args.workload.startswith("client-"):
+            samples = measure_client(args.batches, run, args.workload == "client-keepalive")
+        else:
+            measure = measure_close if args.workload == "close" else measure_keepalive
+            samples = measure(root, args.batches, run)
+        samples.sort()
     print("%s: %.2f us min, %.2f us median per %s over %d batches of %d"
           % (args.workload, samples[0] * 1e6, statistics.median(samples) * 1e6,
-             "connection" if args.workload == "close" else "request", args.batches, CLIENTS))
+             _unit(args.workload), args.batches, CLIENTS))
+
+
+def _unit(workload):
+    return "connection" if workload == "close" else "request"
+
+
+def _whose(workload):
+    return "client's" if workload.startswith("client-") else "server's"
 
 
 def instructions(code_dir, workload, batches):
-    """Instructions callgrind counted inside the server's calls for ``batches`` batches."""
+    """Instructions callgrind counted inside the measured calls for ``batches`` batches."""
     env = dict(os.environ, PYTHONHASHSEED="0",
                PYTHONPATH=os.pathsep.join(filter(None, [code_dir, os.environ.get("PYTHONPATH")])))
     cmd = ["valgrind", "--tool=callgrind", "--toggle-collect=functools_reduce",
@@ -165,7 +265,8 @@ def per_unit(code_dir, args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workload", choices=("close", "keepalive"), default="close")
+    parser.add_argument("--workload", default="close",
+                        choices=("close", "keepalive", "client-keepalive", "client-close"))
     parser.add_argument("--batches", type=int, default=None,
                         help="batches of %d (default 300, or 60 with --valgrind)" % CLIENTS)
     parser.add_argument("--valgrind", action="store_true",
@@ -186,14 +287,15 @@ def main():
             sys.path.insert(0, here)
         run_here(args)
         return
-    unit = "connection" if args.workload == "close" else "request"
+    unit, whose = _unit(args.workload), _whose(args.workload)
     ours = per_unit(here, args)
-    print("%s: %s instructions per %s in the server's calls (%s)"
-          % (args.workload, format(round(ours), ","), unit, here))
+    print("%s: %s instructions per %s in the %s calls (%s)"
+          % (args.workload, format(round(ours), ","), unit, whose, here))
     if args.compare:
         other = per_unit(os.path.abspath(args.compare), args)
-        print("%s: %s instructions per %s in the server's calls (%s)"
-              % (args.workload, format(round(other), ","), unit, os.path.abspath(args.compare)))
+        print("%s: %s instructions per %s in the %s calls (%s)"
+              % (args.workload, format(round(other), ","), unit, whose,
+                 os.path.abspath(args.compare)))
         print("difference: %+.2f %% (%s %+d)" % (100 * (ours - other) / other, "here vs compare",
                                                round(ours - other)))
 
