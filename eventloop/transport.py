@@ -23,8 +23,8 @@ The rules, written once for every channel:
   ``pause_writing()`` is called, and when they fall to ``low_water`` its ``resume_writing()``
   (a high-water mark of 0 means "while anything is queued").
 * A send that finds the peer gone (ECONNRESET, EPIPE, ...) calls the owner's
-  ``handle_close()``; any other error propagates to the caller (from a reactor event, to the
-  channel's ``handle_error()``).
+  ``handle_close()``, with the error in the queue's ``error`` for it to read; any other error
+  propagates to the caller (from a reactor event, to the channel's ``handle_error()``).
 * A file that shrinks while it is being sent cannot be completed honestly: that is logged as an
   error and the owner's ``handle_close()`` runs (the peer sees the connection end early).
 
@@ -123,6 +123,9 @@ class OutputQueue:
     burst = 4 << 20
     #: Most bytes asked of one ``sendfile`` call.
     file_chunk = 8 << 20
+    #: Why output ended, when a send found the peer gone (the OSError), for the owner's
+    #: ``handle_close()`` to read; None otherwise.
+    error = None
     # Settings (class defaults, given per queue or by a subclass; see the class docstring):
     chunk = None
     high_water = None
@@ -407,6 +410,7 @@ class OutputQueue:
         """A send raised: the peer is gone (close the owner), or it is an error (raise it)."""
         if exc.errno not in DISCONNECTED:
             raise exc
+        self.error = exc
         self.owner.handle_close()
 
     # ------------------------------------------------------------ bookkeeping

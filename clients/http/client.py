@@ -42,7 +42,7 @@ import sys
 from eventloop.http11 import (
     CLIENT, DONE, NEED_DATA, PAUSED, Connection, ConnectionClosed, Data, EndOfMessage,
     InformationalResponse, ProtocolError, RemoteProtocolError, Response)
-from eventloop import DISCONNECTED, Dispatcher, OutputQueue, SocketWriter, get_reactor, \
+from eventloop import Dispatcher, OutputQueue, SocketWriter, get_reactor, \
     static_interest
 
 from . import failures
@@ -162,7 +162,6 @@ class AsyncHTTP(Dispatcher):
         self._lookup = None
         self._tunnel = None
         self._tls = None              # the TLSWriter of an https connection
-        self._sending = False         # inside _send: a handle_close is the output queue's
         self._bytes_in = 0            # bytes received on this connection for this request
         self._body_bytes = 0
         self._expected = None         # the response's Content-Length, when it frames the body
@@ -417,7 +416,6 @@ class AsyncHTTP(Dispatcher):
         """Call ``method`` of the output queue (write, push_producer, flush): a send that
         raises ends the exchange as a send failure, a body that cannot be read as an upload
         failure.  (A send that finds the peer gone reaches :meth:`handle_close`.)"""
-        self._sending = True
         try:
             method(*args)
         except UnreadableBody as exc:
@@ -428,8 +426,6 @@ class AsyncHTTP(Dispatcher):
             self._drop_output()
             self.interest_changed()
             self._lost(exc, failures.SEND)
-        finally:
-            self._sending = False
 
     def handle_write(self):
         if self.socket is None or self.phase == FINISHED:
@@ -477,19 +473,16 @@ class AsyncHTTP(Dispatcher):
             self._send(out.flush)
 
     def handle_close(self):
-        """The reactor saw a hang-up or a pending socket error, or a send found the peer gone.
-
-        The output queue calls this from inside :meth:`_send` while the send's error is
-        being handled, so ``sys.exc_info()`` says what broke: the exchange ends as a send
-        failure with that error, as when a send raises.
-        """
+        """The reactor saw a hang-up or a pending socket error, or a send found the peer gone
+        (the output queue then has the error: the exchange ends as a send failure with it, as
+        when a send raises)."""
         if self.phase == CONNECTING and self.socket is not None:
             err = self.socket.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             return self._connect_failed(OSError(err, os.strerror(err)) if err else
                                         ConnectionResetError(errno.ECONNRESET, "connection closed"))
         if self.phase == EXCHANGING or self.phase == TUNNELING:
-            exc = sys.exc_info()[1] if self._sending else None
-            if isinstance(exc, OSError) and exc.errno in DISCONNECTED:
+            exc = self._out.error if self._out is not None else None
+            if exc is not None:
                 return self._lost(exc, failures.SEND)
             phase = self.phase
             self.handle_read()      # reports EOF or the error itself
