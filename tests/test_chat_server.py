@@ -6,10 +6,8 @@ through the command-line server."""
 import contextlib
 import math
 import os
-import re
 import select
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +21,8 @@ from hypothesis import given, strategies as st
 from eventloop import DispatcherWithSend, Reactor
 from eventloop.testing import chunkings, memory_reactor, memory_socketpair, pump
 from servers.chat import HELP, ChatChannel, ChatRoom, ChatServer, FloodControl, strip_telnet
+
+from launchers import server_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 5.0
@@ -708,29 +708,8 @@ class Terminal:
         self.proc.stdout.close()
 
 
-@contextlib.contextmanager
 def chat_server_process():
-    proc = subprocess.Popen([sys.executable, "-m", "servers.chat", "0", "-b", "127.0.0.1"],
-                            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    try:
-        log = b""
-        deadline = time.monotonic() + TIMEOUT
-        while not re.search(rb"listening on 127\.0\.0\.1:(\d+) \(tcp\)", log):
-            left = deadline - time.monotonic()
-            assert left > 0 and select.select([proc.stderr], [], [], left)[0], log
-            chunk = os.read(proc.stderr.fileno(), 4096)
-            assert chunk, "the server exited: %r" % log
-            log += chunk
-        yield int(re.search(rb":(\d+) \(", log).group(1))
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            err = proc.communicate(timeout=TIMEOUT)[1]
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            err = proc.communicate()[1]
-    assert b"Traceback" not in err
+    return server_process("servers.chat", banner=rb"listening on 127\.0\.0\.1:(\d+) \(tcp\)")
 
 
 @pytest.mark.skipif(shutil.which("nc") is None, reason="nc is not installed")

@@ -6,13 +6,10 @@ import contextlib
 import hashlib
 import math
 import os
-import re
 import select
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 
@@ -26,6 +23,8 @@ from eventloop.testing import VirtualClock, chunkings, drive, memory_reactor, me
 from servers import UDPServer
 from servers.echo import EchoHandler, UDPEchoServer, start
 from servers.time import UDPTimeServer
+
+from launchers import reactor_thread, server_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 5.0
@@ -110,20 +109,7 @@ class Recording(EchoHandler):
         self.paused = self.paused or not self.reading
 
 
-@contextlib.contextmanager
-def running(reactor):
-    """Run ``reactor`` in a thread; on leaving, stop it and close every channel and it."""
-    thread = threading.Thread(target=reactor.run, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        reactor.call_soon_threadsafe(reactor.stop)
-        thread.join(TIMEOUT)
-        assert not thread.is_alive(), "the reactor did not stop"
-        for channel in list(reactor.map.values()):
-            channel.close()
-        reactor.close()
+running = reactor_thread          # (the name the tests below use)
 
 
 @contextlib.contextmanager
@@ -219,29 +205,8 @@ def test_tcp_and_udp_share_the_port(server):
 
 
 # -------------------------------------------------- the command line, with socat
-@contextlib.contextmanager
 def echo_server_process():
-    proc = subprocess.Popen([sys.executable, "-m", "servers.echo", "0", "-b", "127.0.0.1"],
-                            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    try:
-        log = b""
-        deadline = time.monotonic() + TIMEOUT
-        while not re.search(rb"listening on 127\.0\.0\.1:(\d+) \(tcp, udp\)", log):
-            left = deadline - time.monotonic()
-            assert left > 0 and select.select([proc.stderr], [], [], left)[0], log
-            chunk = os.read(proc.stderr.fileno(), 4096)
-            assert chunk, "the server exited: %r" % log
-            log += chunk
-        yield int(re.search(rb":(\d+) \(", log).group(1))
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            err = proc.communicate(timeout=TIMEOUT)[1]
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            err = proc.communicate()[1]
-    assert b"Traceback" not in err
+    return server_process("servers.echo", banner=rb"listening on 127\.0\.0\.1:(\d+) \(tcp, udp\)")
 
 
 @pytest.mark.skipif(shutil.which("socat") is None, reason="socat is not installed")

@@ -17,7 +17,6 @@
 
 Figures are printed (``-s``) and saved to ``$ROBUST_REPORT/exhaustion.json`` when set.
 """
-import json
 import os
 import re
 import resource
@@ -29,6 +28,7 @@ import time
 
 import pytest
 
+from figures import figures_fixture
 from eventloop import Reactor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,16 +38,8 @@ pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/status") or sys.p
                                 reason="reads /proc for memory, CPU time and descriptors")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def figures_report():
-    """After the module: print the measured figures, and save them under ``$ROBUST_REPORT``."""
-    yield
-    sys.stdout.write("\nrobust exhaustion: %s\n" % json.dumps(FIGURES, sort_keys=True))
-    where = os.environ.get("ROBUST_REPORT")
-    if where:
-        os.makedirs(where, exist_ok=True)
-        with open(os.path.join(where, "exhaustion.json"), "w") as f:
-            json.dump(FIGURES, f, indent=1, sort_keys=True)
+figures_report = figures_fixture("robust exhaustion", "exhaustion.json", FIGURES)
+
 
 
 def wait(seconds):

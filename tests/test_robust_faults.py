@@ -18,7 +18,6 @@ written to ``$ROBUST_REPORT/faults.json`` when that variable names a directory.
 """
 import collections
 import errno
-import json
 import logging
 import math
 import os
@@ -27,6 +26,7 @@ import socket
 import sys
 
 import pytest
+from figures import counts_fixture
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from eventloop import AsyncChat
@@ -40,17 +40,8 @@ FATAL = {"ECONNRESET": errno.ECONNRESET, "EPIPE": errno.EPIPE}
 TRANSIENT = {"EINTR": errno.EINTR, "EAGAIN": errno.EAGAIN}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def faults_report():
-    """After the module: print the faults injected, and save them under ``$ROBUST_REPORT``."""
-    yield
-    report = {"faults": dict(sorted(FAULTS.items())), "total": sum(FAULTS.values())}
-    sys.stdout.write("\nrobust faults: %d faults injected %s\n" % (report["total"], report["faults"]))
-    where = os.environ.get("ROBUST_REPORT")
-    if where:
-        os.makedirs(where, exist_ok=True)
-        with open(os.path.join(where, "faults.json"), "w") as f:
-            json.dump(report, f, indent=1)
+faults_report = counts_fixture("robust faults", "faults.json", FAULTS, "faults injected")
+
 
 
 # ------------------------------------------------------------------ the tap

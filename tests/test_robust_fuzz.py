@@ -20,11 +20,11 @@ Every property counts the inputs it tried; the counts are printed at the end of 
 """
 import collections
 import itertools
-import json
 import os
 import sys
 
 import pytest
+from figures import counts_fixture
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from eventloop import AsyncChat, rfc868
@@ -34,6 +34,7 @@ from eventloop.http11 import (
 from eventloop.testing import byte_streams, chunkings, drive, memory_reactor, memory_socketpair, \
     pump, terminators
 from servers.chat import ChatChannel, ChatRoom
+from strategies import message_streams
 
 EXAMPLES = int(os.environ.get("ROBUST_EXAMPLES", "0"))
 INPUTS = collections.Counter()
@@ -46,37 +47,12 @@ def fuzz(default):
                                            HealthCheck.filter_too_much])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def inputs_report():
-    """After the module: print the inputs tried, and save them under ``$ROBUST_REPORT``."""
-    yield
-    report = {"inputs": dict(sorted(INPUTS.items())), "total": sum(INPUTS.values()),
-              "examples_per_property": EXAMPLES or "default"}
-    sys.stdout.write("\nrobust fuzz: %d inputs tried %s\n" % (report["total"], report["inputs"]))
-    where = os.environ.get("ROBUST_REPORT")
-    if where:
-        os.makedirs(where, exist_ok=True)
-        with open(os.path.join(where, "fuzz.json"), "w") as f:
-            json.dump(report, f, indent=1)
+inputs_report = counts_fixture("robust fuzz", "fuzz.json", INPUTS, "inputs tried",
+                               {"examples_per_property": EXAMPLES or "default"})
+
 
 
 # ======================================================================= HTTP/1.1
-# Pieces of the grammar, so that random concatenations reach deep into the parser.
-FRAGMENTS = [
-    b"GET", b"HEAD", b"POST", b"PUT", b"CONNECT", b"OPTIONS", b" ", b"  ", b"/", b"*", b"/a?b#c",
-    b"example.com:443", b"HTTP/1.1", b"HTTP/1.0", b"HTTP/2.0", b"HTTP/1.12", b"http/1.1",
-    b"\r\n", b"\n", b"\r", b"\r\n\r\n", b"\n\n", b"Host: h", b"Host:", b"host: a, b",
-    b"Content-Length: ", b"Content-Length: 5", b"Content-Length: 0", b"Content-Length: 5, 5",
-    b"Content-Length: 99999999999999999999", b"Content-Length: -1",
-    b"Transfer-Encoding: chunked", b"Transfer-Encoding: gzip, chunked", b"Transfer-Encoding: chunked, chunked",
-    b"Connection: close", b"Connection: keep-alive", b"Connection: upgrade, close",
-    b"Expect: 100-continue", b"Trailer: X", b"X: y", b"X:\ty\t", b" folded", b"\tfolded", b":",
-    b"0", b"5", b"a", b"F", b"ffffffffffffffff", b"10000000000000000", b";ext", b";e=\"q\\\"\"", b";=",
-    b"0\r\n\r\n", b"5\r\nhello\r\n", b"hello", b"\x00", b"\x7f", b"\xff", b"\xe9",
-    b"HTTP/1.1 200 OK", b"HTTP/1.1 100 Continue", b"HTTP/1.1 101 Switching Protocols",
-    b"HTTP/1.1 204 No Content", b"HTTP/1.1 304 Not Modified", b"HTTP/1.0 404", b"HTTP/1.1 999 ",
-    b"HTTP/1.1 099 x", b"HTTP/1.1 2000 x",
-]
 
 GET = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"
 SEEDS = [
@@ -92,22 +68,10 @@ SEEDS = [
 ]
 
 
-@st.composite
-def http_streams(draw):
+def http_streams():
     """Random bytes, a soup of grammar fragments, or well-formed messages with random edits."""
-    kind = draw(st.sampled_from(["bytes", "soup", "soup", "mutant", "mutant"]))
-    if kind == "bytes":
-        return draw(st.binary(max_size=300))
-    if kind == "soup":
-        parts = draw(st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.binary(max_size=4)), max_size=40))
-        return b"".join(parts)
-    blob = bytearray(b"".join(draw(st.lists(st.sampled_from(SEEDS), min_size=1, max_size=3))))
-    for where, cut, what in draw(st.lists(st.tuples(st.integers(0, 400), st.integers(0, 3),
-                                                    st.one_of(st.sampled_from(FRAGMENTS), st.binary(max_size=3))),
-                                          max_size=4)):
-        where %= len(blob) + 1
-        blob[where:where + cut] = what
-    return bytes(blob)
+    return message_streams(SEEDS, max_bytes=300, max_messages=3, max_offset=400,
+                           weights=(1, 2, 2)).map(lambda kind_and_bytes: kind_and_bytes[1])
 
 
 def _normal(event):

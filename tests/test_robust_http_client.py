@@ -25,7 +25,6 @@ Inputs tried are printed at the end of the module (``-s``) and written, with the
 import collections
 import gc
 import importlib.util
-import json
 import logging
 import os
 import re
@@ -38,6 +37,7 @@ import time
 import tracemalloc
 
 import pytest
+from figures import counts_fixture
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from clients.http import AsyncHTTP, FetchError, Redirect, close_idle_connections, fetch
@@ -47,8 +47,8 @@ from eventloop.http11 import (
     CLIENT, Connection, Data, EndOfMessage, InformationalResponse, NEED_DATA, RemoteProtocolError,
     Request, Response)
 from eventloop.testing import chunkings
+from strategies import message_streams
 from test_http_client import CheckingConsumer
-from test_robust_fuzz import FRAGMENTS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROG = "python -m clients.http"
@@ -58,19 +58,9 @@ OUTCOMES = collections.Counter()    # of the fuzzed requests: response, invalid,
 FIGURES = {"fuzz outcomes": OUTCOMES}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def report():
-    """After the module: print the inputs tried and the figures, and save them under ``$ROBUST_REPORT``."""
-    yield
-    out = {"inputs": dict(sorted(INPUTS.items())), "total_inputs": sum(INPUTS.values()),
-           "examples_per_property": EXAMPLES or "default", "figures": FIGURES}
-    sys.stdout.write("\nrobust http client: %d inputs tried %s\n%s\n" % (
-        out["total_inputs"], out["inputs"], json.dumps(FIGURES, sort_keys=True)))
-    where = os.environ.get("ROBUST_REPORT")
-    if where:
-        os.makedirs(where, exist_ok=True)
-        with open(os.path.join(where, "http_client.json"), "w") as f:
-            json.dump(out, f, indent=1, sort_keys=True)
+report = counts_fixture("robust http client", "http_client.json", INPUTS, "inputs tried",
+                        lambda: {"examples_per_property": EXAMPLES or "default", "figures": FIGURES})
+
 
 
 class ErrorLog(logging.Handler):
@@ -174,22 +164,9 @@ RESPONSE_SEEDS = [
 ]
 
 
-@st.composite
-def response_streams(draw):
+def response_streams():
     """Random bytes, a soup of grammar fragments, or real responses with random edits: ``(kind, bytes)``."""
-    kind = draw(st.sampled_from(["bytes", "soup", "mutant", "mutant", "mutant"]))
-    if kind == "bytes":
-        return kind, draw(st.binary(max_size=300))
-    if kind == "soup":
-        parts = draw(st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.binary(max_size=4)), max_size=40))
-        return kind, b"".join(parts)
-    blob = bytearray(b"".join(draw(st.lists(st.sampled_from(RESPONSE_SEEDS), min_size=1, max_size=2))))
-    edits = st.tuples(st.integers(0, 300), st.integers(0, 3),
-                      st.one_of(st.sampled_from(FRAGMENTS), st.binary(max_size=3)))
-    for where, cut, what in draw(st.lists(edits, max_size=4)):
-        where %= len(blob) + 1
-        blob[where:where + cut] = what
-    return kind, bytes(blob)
+    return message_streams(RESPONSE_SEEDS, max_bytes=300, max_messages=2, max_offset=300, weights=(1, 1, 3))
 
 
 Outcome = collections.namedtuple("Outcome", "status body error")

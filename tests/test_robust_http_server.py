@@ -30,7 +30,6 @@ Inputs tried and figures are printed at the end of the module (``-s``) and writt
 """
 import collections
 import importlib.util
-import json
 import logging
 import os
 import re
@@ -44,6 +43,7 @@ import threading
 import time
 
 import pytest
+from figures import counts_fixture
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from eventloop.http11 import (
@@ -51,10 +51,10 @@ from eventloop.http11 import (
     InformationalResponse, RemoteProtocolError, Request, Response)
 from eventloop.testing import chunkings
 from servers.http import StaticFiles
+from strategies import message_streams
 from test_http_server import Served
 from test_http_server_bodies import converse, responses
 from test_robust_exhaustion import PeakRss, ServerProcess, _raise_nofile, until, wait
-from test_robust_fuzz import FRAGMENTS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = int(os.environ.get("ROBUST_EXAMPLES", "0"))
@@ -67,19 +67,9 @@ linux_only = pytest.mark.skipif(not os.path.exists("/proc/self/status") or sys.p
                                 reason="reads /proc for memory, CPU time and descriptors")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def report():
-    """After the module: print the inputs tried and the figures, and save them under ``$ROBUST_REPORT``."""
-    yield
-    out = {"inputs": dict(sorted(INPUTS.items())), "total_inputs": sum(INPUTS.values()),
-           "examples_per_property": EXAMPLES or "default", "figures": FIGURES}
-    sys.stdout.write("\nrobust http server: %d inputs tried %s\n%s\n" % (
-        out["total_inputs"], out["inputs"], json.dumps(FIGURES, sort_keys=True)))
-    where = os.environ.get("ROBUST_REPORT")
-    if where:
-        os.makedirs(where, exist_ok=True)
-        with open(os.path.join(where, "http_server.json"), "w") as f:
-            json.dump(out, f, indent=1, sort_keys=True)
+report = counts_fixture("robust http server", "http_server.json", INPUTS, "inputs tried",
+                        lambda: {"examples_per_property": EXAMPLES or "default", "figures": FIGURES})
+
 
 
 # ========================================================================= end-to-end fuzz
@@ -161,22 +151,9 @@ REQUEST_SEEDS = [
 ]
 
 
-@st.composite
-def request_streams(draw):
+def request_streams():
     """Random bytes, a soup of grammar fragments, or real requests with random edits: ``(kind, bytes)``."""
-    kind = draw(st.sampled_from(["bytes", "soup", "mutant", "mutant", "mutant"]))
-    if kind == "bytes":
-        return kind, draw(st.binary(max_size=400))
-    if kind == "soup":
-        parts = draw(st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.binary(max_size=4)), max_size=40))
-        return kind, b"".join(parts)
-    blob = bytearray(b"".join(draw(st.lists(st.sampled_from(REQUEST_SEEDS), min_size=1, max_size=4))))
-    edits = st.tuples(st.integers(0, 600), st.integers(0, 3),
-                      st.one_of(st.sampled_from(FRAGMENTS), st.binary(max_size=3)))
-    for where, cut, what in draw(st.lists(edits, max_size=4)):
-        where %= len(blob) + 1
-        blob[where:where + cut] = what
-    return kind, bytes(blob)
+    return message_streams(REQUEST_SEEDS, max_bytes=400, max_messages=4, max_offset=600, weights=(1, 1, 3))
 
 
 Expected = collections.namedtuple("Expected", "requests ending hint")

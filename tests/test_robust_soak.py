@@ -16,7 +16,6 @@ Figures are printed (``-s``) and saved to ``$ROBUST_REPORT/soak.json`` when set.
 """
 import gc
 import importlib.util
-import json
 import math
 import os
 import socket
@@ -25,6 +24,7 @@ import tracemalloc
 
 import pytest
 
+from figures import figures_fixture
 from eventloop.testing import memory_reactor, memory_socketpair
 from servers.echo import EchoHandler
 
@@ -46,16 +46,8 @@ def _load_soak_echo():
 soak_echo = _load_soak_echo()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def figures_report():
-    """After the module: print the figures, and save them under ``$ROBUST_REPORT``."""
-    yield
-    sys.stdout.write("\nrobust soak: %s\n" % json.dumps(FIGURES, sort_keys=True))
-    where = os.environ.get("ROBUST_REPORT")
-    if where:
-        os.makedirs(where, exist_ok=True)
-        with open(os.path.join(where, "soak.json"), "w") as f:
-            json.dump(FIGURES, f, indent=1, sort_keys=True)
+figures_report = figures_fixture("robust soak", "soak.json", FIGURES)
+
 
 
 def test_echo_round_trips_leak_neither_memory_nor_descriptors():

@@ -8,11 +8,12 @@ import re
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 from hypothesis import given, settings, strategies as st
+
+from launchers import reactor_thread
 
 from clients.time import (TimeProtocolError, TimeRequest, TimeRequestError, gettime,
                           parse_server)
@@ -78,17 +79,8 @@ def serving(*factories):
     """Channels built by ``factory(map)``, run by a reactor in a thread; yields them."""
     reactor = Reactor()
     channels = [factory(reactor.map) for factory in factories]
-    thread = threading.Thread(target=reactor.run, daemon=True)
-    thread.start()
-    try:
+    with reactor_thread(reactor, TIMEOUT):
         yield channels
-    finally:
-        reactor.call_soon_threadsafe(reactor.stop)
-        thread.join(TIMEOUT)
-        assert not thread.is_alive(), "the reactor did not stop"
-        for channel in list(reactor.map.values()):
-            channel.close()
-        reactor.close()
 
 
 def time_servers(now):

@@ -18,6 +18,8 @@ import time
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from launchers import reactor_thread
+
 from eventloop import Reactor
 from eventloop.testing import memory_socketpair
 from servers.time import TimeServer, UDPTimeServer, start
@@ -37,17 +39,8 @@ def serving(**kwargs):
     """Time servers on 127.0.0.1, on an ephemeral port, run by a reactor in a thread."""
     reactor = Reactor()
     servers = start("127.0.0.1", 0, map=reactor.map, **kwargs)
-    thread = threading.Thread(target=reactor.run, daemon=True)
-    thread.start()
-    try:
+    with reactor_thread(reactor, TIMEOUT):
         yield servers
-    finally:
-        reactor.call_soon_threadsafe(reactor.stop)
-        thread.join(TIMEOUT)
-        assert not thread.is_alive(), "the reactor did not stop"
-        for channel in list(reactor.map.values()):
-            channel.close()
-        reactor.close()
 
 
 def tcp_reply(port, host="127.0.0.1"):

@@ -60,12 +60,12 @@ def _wait_for(predicate, timeout, what):
 
 
 class ServerProcess:
-    """``python -m MODULE 0 -b 127.0.0.1`` (a project server) as a subprocess; stderr goes to a
-    file, where the port is read from its "listening on" line."""
+    """``python -m MODULE 0 -b 127.0.0.1 ARGS`` (a project server) as a subprocess; stderr goes
+    to a file, where the port is read from its ``banner`` (a regex, the port its group 1)."""
 
-    def __init__(self, module="servers.echo"):
+    def __init__(self, module="servers.echo", args=(), banner=r"listening on 127\.0\.0\.1:(\d+)"):
         self._log = tempfile.NamedTemporaryFile("w+", prefix="soak-", suffix=".log")
-        self.proc = subprocess.Popen([sys.executable, "-m", module, "0", "-b", "127.0.0.1"],
+        self.proc = subprocess.Popen([sys.executable, "-m", module, "0", "-b", "127.0.0.1", *args],
                                      cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=self._log)
         self.pid = self.proc.pid
@@ -74,7 +74,7 @@ class ServerProcess:
         def listening():
             if self.proc.poll() is not None:
                 raise RuntimeError("%s exited: %s" % (module, self.stderr()))
-            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", self.stderr())
+            m = re.search(banner, self.stderr())
             if m:
                 found.append(int(m.group(1)))
             return bool(found)
@@ -177,6 +177,46 @@ def resting_fds(server):
     return with_one - 1
 
 
+def drive_clients(sel, active, server, figures, checkpoint, progress, max_seconds, units):
+    """Drive the ``active`` clients registered in ``sel`` (each with ``out``, ``write()``,
+    ``read()`` returning the exchanges it completed, ``finished`` and ``next_batch()``) until
+    all have finished; note the server's RSS at ``checkpoint`` exchanges in ``figures``.
+    Returns ``(exchanges, seconds)``; fails after ``max_seconds``."""
+    total = 0
+    start = time.monotonic()
+    deadline = start + max_seconds
+    while active:
+        if time.monotonic() > deadline:
+            raise RuntimeError("soak did not finish in %ds (%d %s)" % (max_seconds, total, units))
+        for key, events in sel.select(10):
+            c = key.data
+            if events & selectors.EVENT_WRITE and c.out:
+                c.write()
+                if not c.out:
+                    sel.modify(c.sock, selectors.EVENT_READ, c)
+            if events & selectors.EVENT_READ:
+                done = c.read()
+                if not done:
+                    continue
+                before = total
+                total += done
+                if before < checkpoint <= total:
+                    figures["rss_kib_checkpoint"] = server.rss_kib()
+                    figures["seconds_to_checkpoint"] = round(time.monotonic() - start, 2)
+                if progress and before // 100_000 != total // 100_000:
+                    progress(total, server.rss_kib(), time.monotonic() - start)
+                if c.finished:
+                    sel.unregister(c.sock)
+                    active -= 1
+                else:
+                    c.next_batch()
+                    c.write()
+                    if c.out:
+                        sel.modify(c.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, c)
+    sel.close()
+    return total, time.monotonic() - start
+
+
 def soak(roundtrips=1_000_000, connections=10, batch=20, checkpoint=None, progress=None,
          max_seconds=3600):
     """Run the soak; return the figures as a dict (``ok`` says whether every check held)."""
@@ -199,40 +239,8 @@ def soak(roundtrips=1_000_000, connections=10, batch=20, checkpoint=None, progre
         _wait_for(lambda: server.fds() >= figures["fds_before"] + connections, 10,
                   "the server to accept every client")
         figures["fds_connected"] = server.fds()
-        total = 0
-        active = connections
-        start = time.monotonic()
-        deadline = start + max_seconds
-        while active:
-            if time.monotonic() > deadline:
-                raise RuntimeError("soak did not finish in %ds (%d round trips)" % (max_seconds, total))
-            for key, events in sel.select(10):
-                c = key.data
-                if events & selectors.EVENT_WRITE and c.out:
-                    c.write()
-                    if not c.out:
-                        sel.modify(c.sock, selectors.EVENT_READ, c)
-                if events & selectors.EVENT_READ:
-                    done = c.read()
-                    if not done:
-                        continue
-                    before = total
-                    total += done
-                    if before < checkpoint <= total:
-                        figures["rss_kib_checkpoint"] = server.rss_kib()
-                        figures["seconds_to_checkpoint"] = round(time.monotonic() - start, 2)
-                    if progress and before // 100_000 != total // 100_000:
-                        progress(total, server.rss_kib(), time.monotonic() - start)
-                    if c.finished:
-                        sel.unregister(c.sock)
-                        active -= 1
-                    else:
-                        c.next_batch()
-                        c.write()
-                        if c.out:
-                            sel.modify(c.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, c)
-        elapsed = time.monotonic() - start
-        sel.close()
+        total, elapsed = drive_clients(sel, connections, server, figures, checkpoint, progress,
+                                       max_seconds, "round trips")
         figures["roundtrips"] = total
         figures["bytes_echoed"] = total * MESSAGE
         figures["seconds"] = round(elapsed, 2)

@@ -26,11 +26,11 @@ import re
 import selectors
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
-import threading
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import soak_echo  # noqa: E402  (beside this script: the server process and waits they share)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FILES = 10
@@ -41,69 +41,10 @@ def file_body(i):
     return (b"soak file %d\n" % i).ljust(FILE_SIZE, b"~")
 
 
-def _wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise RuntimeError("timed out after %gs waiting for %s" % (timeout, what))
-        threading.Event().wait(0.01)
-
-
-class ServerProcess:
-    """``python -m servers.http 0 -b 127.0.0.1 -d ROOT -q`` as a subprocess; stderr goes to a
-    file, where the port is read from the banner."""
-
-    def __init__(self, root):
-        self._log = tempfile.NamedTemporaryFile("w+", prefix="soak-http-", suffix=".log")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "servers.http", "0", "-b", "127.0.0.1", "-d", root, "-q"],
-            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._log)
-        self.pid = self.proc.pid
-
-        def listening():
-            if self.proc.poll() is not None:
-                raise RuntimeError("servers.http exited: %s" % self.stderr())
-            return re.search(r"Serving HTTP on 127\.0\.0\.1 port (\d+)", self.stderr())
-
-        try:
-            self.port = int(_wait_for(listening, 10, "servers.http to listen").group(1))
-        except BaseException:
-            self.stop()
-            raise
-
-    def stderr(self):
-        with open(self._log.name, errors="replace") as f:
-            return f.read()
-
-    def rss_kib(self):
-        with open("/proc/%d/status" % self.pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        raise KeyError("VmRSS")
-
-    def fds(self):
-        return len(os.listdir("/proc/%d/fd" % self.pid))
-
-    def cpu_seconds(self):
-        with open("/proc/%d/stat" % self.pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        text = self.stderr()
-        self._log.close()
-        return text
+def ServerProcess(root):
+    """``python -m servers.http 0 -b 127.0.0.1 -d ROOT -q`` as a subprocess (see soak_echo)."""
+    return soak_echo.ServerProcess("servers.http", ("-d", root, "-q"),
+                                   banner=r"Serving HTTP on 127\.0\.0\.1 port (\d+)")
 
 
 class Client:
@@ -216,42 +157,11 @@ def soak(requests=1_000_000, connections=10, batch=20, checkpoint=None, progress
             c.next_batch()
             sel.register(c.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, c)
             active += 1
-        _wait_for(lambda: server.fds() >= figures["fds_before"] + connections, 10,
+        soak_echo._wait_for(lambda: server.fds() >= figures["fds_before"] + connections, 10,
                   "the server to accept every client")
         figures["fds_connected"] = server.fds()
-        total = 0
-        start = time.monotonic()
-        deadline = start + max_seconds
-        while active:
-            if time.monotonic() > deadline:
-                raise RuntimeError("soak did not finish in %ds (%d requests)" % (max_seconds, total))
-            for key, events in sel.select(10):
-                c = key.data
-                if events & selectors.EVENT_WRITE and c.out:
-                    c.write()
-                    if not c.out:
-                        sel.modify(c.sock, selectors.EVENT_READ, c)
-                if events & selectors.EVENT_READ:
-                    done = c.read()
-                    if not done:
-                        continue
-                    before = total
-                    total += done
-                    if before < checkpoint <= total:
-                        figures["rss_kib_checkpoint"] = server.rss_kib()
-                        figures["seconds_to_checkpoint"] = round(time.monotonic() - start, 2)
-                    if progress and before // 100_000 != total // 100_000:
-                        progress(total, server.rss_kib(), time.monotonic() - start)
-                    if c.finished:
-                        sel.unregister(c.sock)
-                        active -= 1
-                    else:
-                        c.next_batch()
-                        c.write()
-                        if c.out:
-                            sel.modify(c.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, c)
-        elapsed = time.monotonic() - start
-        sel.close()
+        total, elapsed = soak_echo.drive_clients(sel, active, server, figures, checkpoint,
+                                                 progress, max_seconds, "requests")
         figures["requests"] = total
         figures["body_bytes"] = total * FILE_SIZE
         figures["seconds"] = round(elapsed, 2)
@@ -263,7 +173,7 @@ def soak(requests=1_000_000, connections=10, batch=20, checkpoint=None, progress
         clients.clear()
         fds_before = figures["fds_before"]
         try:
-            _wait_for(lambda: server.fds() <= fds_before, 10, "the server to close every connection")
+            soak_echo._wait_for(lambda: server.fds() <= fds_before, 10, "the server to close every connection")
         except RuntimeError:
             pass
         figures["fds_after"] = server.fds()
