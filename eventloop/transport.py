@@ -410,7 +410,9 @@ class OutputQueue:
         """A send raised: the peer is gone (close the owner), or it is an error (raise it)."""
         if exc.errno not in DISCONNECTED:
             raise exc
-        self.error = exc
+        # A copy: the error itself holds, in its traceback, the frames of the send, and they
+        # hold this queue and its owner (a cycle that would keep a closed channel alive).
+        self.error = OSError(exc.errno, exc.strerror)
         self.owner.handle_close()
 
     # ------------------------------------------------------------ bookkeeping

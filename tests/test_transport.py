@@ -376,3 +376,27 @@ def test_a_queue_and_its_writer_are_freed_without_the_cyclic_gc(flags):
     finally:
         a.close()
         b.close()
+
+
+def test_a_send_that_finds_the_peer_gone_leaves_the_error_but_no_cycle():
+    """The queue keeps why output ended for its owner, but not the exception itself: its
+    traceback holds the frames of the send, which hold the queue."""
+    import gc
+    import weakref
+
+    class Gone(FakeWriter):
+        def send(self, data):
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    owner, queue = make_queue(Gone())
+    queue.write(b"lost")
+    assert owner.closes == 1
+    assert isinstance(queue.error, BrokenPipeError) and queue.error.__traceback__ is None
+    ref = weakref.ref(queue)
+    gc.disable()
+    try:
+        owner.queue = None
+        del queue
+        assert ref() is None, "the queue is kept alive by a cycle"
+    finally:
+        gc.enable()
