@@ -2,6 +2,7 @@
 import argparse
 import collections
 import errno
+import functools
 import logging
 import math
 import socket
@@ -76,13 +77,21 @@ def interrupted():
     return 0
 
 
+def exits_on_ctrl_c(main):
+    """Decorate a server's ``main()``: Ctrl-C, whenever it comes (while starting, logging the
+    banner or serving), ends it with one line and exit status 0, no traceback."""
+    @functools.wraps(main)
+    def guarded(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except KeyboardInterrupt:
+            return interrupted()
+    return guarded
+
+
 def run_loop():
-    """Run the default reactor until no channel is left; Ctrl-C ends it with one line and
-    exit status 0, no traceback."""
-    try:
-        eventloop.loop()
-    except KeyboardInterrupt:
-        return interrupted()
+    """Run the default reactor until no channel is left; exit status 0."""
+    eventloop.loop()
     return 0
 
 

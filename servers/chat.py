@@ -31,8 +31,8 @@ import sys
 import unicodedata
 
 from eventloop import AsyncChat, Listener, format_address
-from servers import add_address_arguments, add_quiet_argument, cannot_listen, log_to_stderr, \
-    run_loop
+from servers import (add_address_arguments, add_quiet_argument, cannot_listen, exits_on_ctrl_c,
+                     log_to_stderr, run_loop)
 
 __all__ = ["DEFAULT_PORT", "ChatRoom", "ChatChannel", "ChatServer", "FloodControl",
            "nick_error", "strip_telnet", "main"]
@@ -500,6 +500,7 @@ def _rate(text):
     return value
 
 
+@exits_on_ctrl_c
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m servers.chat",

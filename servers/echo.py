@@ -16,8 +16,8 @@ import logging
 import sys
 
 from eventloop import DispatcherWithSend, Listener, format_address
-from servers import UDPServer, add_address_arguments, add_quiet_argument, cannot_listen, \
-    log_to_stderr, open_on_one_port, run_loop
+from servers import (UDPServer, add_address_arguments, add_quiet_argument, cannot_listen,
+                     exits_on_ctrl_c, log_to_stderr, open_on_one_port, run_loop)
 
 __all__ = ["DEFAULT_PORT", "EchoHandler", "EchoServer", "UDPEchoServer", "start", "main"]
 
@@ -86,6 +86,7 @@ def start(host="", port=DEFAULT_PORT, *, map=None):
                                    lambda p: UDPEchoServer(host, p, map=map)])
 
 
+@exits_on_ctrl_c
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m servers.echo", usage="%(prog)s [PORT] [-b ADDR] [-q]",

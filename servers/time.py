@@ -14,8 +14,8 @@ import sys
 import time
 
 from eventloop import Listener, format_address, rfc868
-from servers import UDPServer, add_address_arguments, add_quiet_argument, cannot_listen, \
-    log_to_stderr, open_on_one_port, run_loop
+from servers import (UDPServer, add_address_arguments, add_quiet_argument, cannot_listen,
+                     exits_on_ctrl_c, log_to_stderr, open_on_one_port, run_loop)
 
 __all__ = ["DEFAULT_PORT", "TimeServer", "UDPTimeServer", "start", "main"]
 
@@ -79,6 +79,7 @@ def start(host="", port=DEFAULT_PORT, *, tcp=True, udp=True, now=time.time, map=
     return open_on_one_port(port, openers)
 
 
+@exits_on_ctrl_c
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m servers.time",

@@ -15,7 +15,7 @@ import sys
 
 from eventloop import get_reactor
 from eventloop.http11 import Headers, LocalProtocolError
-from servers import cannot_listen, interrupted, log_to_stderr
+from servers import cannot_listen, exits_on_ctrl_c, interrupted, log_to_stderr
 
 from . import files
 from .app import EchoHandler
@@ -64,7 +64,8 @@ _MEDIA_TYPE = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+/[-!#$%&'*+.^_`|~0-9A-Za-z
 
 
 def _media_type(text):
-    """A Content-Type value: ``type/subtype``, parameters allowed (``text/plain; charset=utf-8``)."""
+    """A Content-Type value: ``type/subtype``, with parameters if any (``text/plain;
+    charset=utf-8``)."""
     try:
         (_, value), = Headers([("Content-Type", text)])
     except LocalProtocolError:
@@ -141,16 +142,10 @@ def _banner(address):
     return "Serving HTTP on %s port %d (http://%s:%d/) ..." % (host, port, url_host, port)
 
 
+@exits_on_ctrl_c
 def main(argv=None):
     args = parse_args(argv)
     configure_logging(args.quiet)
-    try:
-        return _serve(args)
-    except KeyboardInterrupt:       # Ctrl-C while starting, before the loop runs
-        return interrupted()
-
-
-def _serve(args):
     if args.echo:
         app = EchoHandler()
     else:
@@ -176,10 +171,7 @@ def _serve(args):
         return cannot_listen(PROG, args, exc)
     print(_banner(server.server_address), file=sys.stderr, flush=True)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-    try:
-        get_reactor().run()
-    except KeyboardInterrupt:
-        return interrupted()
+    get_reactor().run()
     return 0
 
 

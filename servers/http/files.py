@@ -22,8 +22,8 @@ from urllib.parse import quote, unquote
 from .messages import parse_http_date
 
 __all__ = [
-    "CONTENT_TYPES", "DEFAULT_TYPE", "INDEX_FILES", "RESOURCE_SHORTAGE", "MAX_RANGES", "Resolved",
-    "Root", "RangeResult", "ByteRanges", "content_type", "request_names", "resolve",
+    "CONTENT_TYPES", "DEFAULT_TYPE", "INDEX_FILES", "RESOURCE_SHORTAGE", "MAX_RANGES",
+    "Resolved", "Root", "RangeResult", "ByteRanges", "content_type", "request_names", "resolve",
     "listing_html", "etag_for", "evaluate_conditional",
     "parse_range", "parse_ranges", "coalesce_ranges", "content_range", "byteranges_framing",
 ]

@@ -78,7 +78,8 @@ class HTTPServer(Dispatcher):
                  backlog=1024, server_name=SERVER_NAME, channel_class=None,
                  max_buffered_bodies=None, protocol="HTTP/1.1", extra_headers=()):
         if protocol not in PROTOCOLS:
-            raise ValueError("protocol must be one of %s, not %r" % (", ".join(PROTOCOLS), protocol))
+            raise ValueError("protocol must be one of %s, not %r"
+                             % (", ".join(PROTOCOLS), protocol))
         if max_buffered_bodies is None:
             max_buffered_bodies = max(64 << 20, max_body or 0)
         elif max_body is not None and max_buffered_bodies < max_body:
