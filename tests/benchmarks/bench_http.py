@@ -263,6 +263,12 @@ class Peer:
         self.command = command          # port -> argv, run with cwd=ROOT
 
 
+def _ours(script):
+    """A workload script of the checkout whose servers are measured (``--code``), or this one's."""
+    path = os.path.join(ROOT, "tests", "benchmarks", script)
+    return path if os.path.exists(path) else os.path.join(HERE, script)
+
+
 def make_peers(ctx):
     py = sys.executable
     peers = [
@@ -270,13 +276,13 @@ def make_peers(ctx):
              "/small.bin", lambda port: [py, "-m", "servers.http", str(port), "-b", "127.0.0.1",
                                          "-d", ctx["docroot"], "-q"]),
         Peer("ours_hello", "servers.http hello handler", ("hello", "hello_close"), "/hello",
-             lambda port: [py, os.path.join(HERE, "hello_app.py"), str(port)]),
+             lambda port: [py, _ours("hello_app.py"), str(port)]),
         Peer("ours_echo", "servers.http --echo", ("echo",), "/hello",
              lambda port: [py, "-m", "servers.http", str(port), "-b", "127.0.0.1", "--echo",
                            "-q"]),
         Peer("ours_bare", "asyncore_http.py on eventloop (fixed response, no parsing)",
              ("hello_close",), "/hello",
-             lambda port: [py, os.path.join(HERE, "asyncore_http.py"), "--impl", "eventloop",
+             lambda port: [py, _ours("asyncore_http.py"), "--impl", "eventloop",
                            str(port)]),
         Peer("nginx", "nginx, 1 worker", ("small", "varied", "medium", "close", "large", "hello",
                                           "hello_close"), "/hello",
@@ -877,6 +883,9 @@ def main():
     parser.add_argument("--quiet-wait", type=float, default=8.0, metavar="SECONDS",
                         help="before each test, wait at most this long for other processes "
                              "to go quiet (default 8)")
+    parser.add_argument("--code", metavar="DIR",
+                        help="run our servers from the checkout DIR instead of this one (an A/B "
+                             "of two commits with the same script: see ab_http.py)")
     parser.add_argument("--only", metavar="PEER", action="append",
                         help="run only these peers (ours, ours_hello, ours_echo, ours_bare, nginx, "
                              "httpserver, uvicorn); repeatable")
@@ -888,6 +897,9 @@ def main():
     parser.add_argument("--max-seconds", type=float, default=1800,
                         help="bound on the whole run (default 1800)")
     args = parser.parse_args()
+    if args.code:
+        global ROOT
+        ROOT = os.path.abspath(args.code)
     if args.merge:
         return merge(args)
 
