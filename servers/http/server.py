@@ -13,7 +13,7 @@ import socket
 from eventloop import Dispatcher, get_reactor
 
 from .budget import BodyBudget
-from .channel import HTTPChannel
+from .channel import HTTPChannel, TLSHTTPChannel
 from .messages import SERVER_NAME, ResponseHeads
 from .static import StaticFiles
 
@@ -62,7 +62,9 @@ class HTTPServer(Dispatcher):
     nothing); ``head_timeout``: seconds for a request head to arrive, from its first byte (from
     the accept for the first request); ``keepalive_timeout``: seconds an idle connection is
     kept between requests; ``io_timeout``: seconds a transfer (body upload, response download)
-    may make no progress; ``reactor``: where to run (default: the default reactor).
+    may make no progress; ``reactor``: where to run (default: the default reactor);
+    ``tls_context``: an ``ssl.SSLContext`` to serve HTTPS with (see
+    :func:`eventloop.server_context`), the handshake bounded by ``head_timeout``.
     ``server_address`` is the bound address (with the real port when port 0 was asked for).
     """
 
@@ -72,7 +74,7 @@ class HTTPServer(Dispatcher):
     def __init__(self, address=("", 8000), app=None, *, sock=None, reactor=None,
                  max_body=1 << 20, head_timeout=10.0, keepalive_timeout=5.0, io_timeout=60.0,
                  backlog=1024, server_name=SERVER_NAME, channel_class=None,
-                 max_buffered_bodies=None):
+                 max_buffered_bodies=None, tls_context=None):
         if max_buffered_bodies is None:
             max_buffered_bodies = max(64 << 20, max_body or 0)
         elif max_body is not None and max_buffered_bodies < max_body:
@@ -92,7 +94,8 @@ class HTTPServer(Dispatcher):
         self.keepalive_timeout = keepalive_timeout
         self.io_timeout = io_timeout
         self.server_name = server_name
-        self.channel_class = channel_class or HTTPChannel
+        self.tls_context = tls_context
+        self.channel_class = channel_class or (TLSHTTPChannel if tls_context else HTTPChannel)
         self.clock = reactor.clock
         self.channel_map = reactor.map
         self.channels = set()
