@@ -31,7 +31,8 @@ import sys
 import unicodedata
 
 from eventloop import AsyncChat, Listener, format_address
-from servers import add_address_arguments, cannot_listen, run_loop
+from servers import add_address_arguments, add_tls_arguments, cannot_listen, run_loop, \
+    tls_context_from
 
 __all__ = ["DEFAULT_PORT", "ChatRoom", "ChatChannel", "ChatServer", "FloodControl",
            "nick_error", "strip_telnet", "main"]
@@ -269,8 +270,11 @@ class ChatChannel(AsyncChat):
     _looked = False             # and whether a look has been taken yet
     _told_flood = False
 
+    #: Seconds a TLS client has to finish its handshake (before it joins the room).
+    handshake_timeout = 10.0
+
     def __init__(self, sock, room, map=None, *, flood_lines=None, flood_bytes=None,
-                 progress_timeout=None):
+                 progress_timeout=None, tls_context=None):
         AsyncChat.__init__(self, sock, map)
         if flood_lines is not None:
             self.flood_lines = flood_lines
@@ -284,6 +288,18 @@ class ChatChannel(AsyncChat):
         self.present = True         # False once the member has left the room
         self.line_length = 0        # bytes of the current line seen so far
         self._line = []             # its pieces, while line_length <= max_line
+        if tls_context is None:
+            self._join()
+        else:
+            self.present = False    # joins once the handshake is complete
+            self.start_tls(tls_context, server_side=True, timeout=self.handshake_timeout)
+
+    def handle_tls_ready(self):
+        self.present = True
+        self._join()
+
+    def _join(self):
+        room = self.room
         room.join(self)
         self.deliver("* welcome, %s; /help lists the commands" % self.nick)
         if len(room.members) <= room.announce_limit:
@@ -475,11 +491,11 @@ class ChatServer(Listener):
     channel = ChatChannel
 
     def __init__(self, host="", port=DEFAULT_PORT, *, map=None, flood_lines=None,
-                 flood_bytes=None, progress_timeout=None):
+                 flood_bytes=None, progress_timeout=None, tls_context=None):
         Listener.__init__(self, host, port, map=map)
         self.room = ChatRoom()
         self.limits = {"flood_lines": flood_lines, "flood_bytes": flood_bytes,
-                       "progress_timeout": progress_timeout}
+                       "progress_timeout": progress_timeout, "tls_context": tls_context}
 
     def handle_accepted(self, sock, addr):
         log.info("connection from %s", format_address(addr))
@@ -517,15 +533,19 @@ def main(argv=None):
                         "%d bytes: one that has read nothing since the last look, or owes "
                         "more than then, is disconnected (default %%(default)g)"
                         % ChatChannel.max_queued)
+    add_tls_arguments(parser, password=False)
     args = parser.parse_args(argv)
+    tls_context = tls_context_from(parser, args)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
         server = ChatServer(args.bind, args.port, flood_lines=args.flood_lines,
-                            flood_bytes=args.flood_bytes, progress_timeout=args.progress_timeout)
+                            flood_bytes=args.flood_bytes, progress_timeout=args.progress_timeout,
+                            tls_context=tls_context)
     except OSError as exc:
         return cannot_listen(parser.prog, args, exc)
-    log.info("listening on %s (tcp)", format_address(server.address))
+    log.info("listening on %s (%s)", format_address(server.address),
+             "tcp" if tls_context is None else "tls")
     return run_loop()
 
 
