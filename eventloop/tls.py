@@ -245,7 +245,11 @@ class TLSSocket:
             pieces.append(data)
             got += len(data)
         if self._outgoing.pending:
-            self._flush()                   # what reading made the engine say (tickets, ...)
+            try:
+                self._flush()               # what reading made the engine say (tickets, ...)
+            except OSError:
+                if not ended:
+                    raise                   # (at the end, the peer may be gone: that is it)
         if got:
             return pieces[0] if len(pieces) == 1 else b"".join(pieces)
         if ended or self._eof:
