@@ -125,7 +125,7 @@ class TLSSocket:
     #: Records of the layer's own (not the channel's data) that may wait before reading stops.
     own_backlog_limit = 64 << 10
 
-    def __init__(self, raw, context, channel, *, server_side=False, server_hostname=None):
+    def __init__(self, raw, context, channel=None, *, server_side=False, server_hostname=None):
         self.raw = raw
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
@@ -402,19 +402,38 @@ class TLSSocket:
     def close(self):
         """Send ``close_notify`` (if the kernel takes it now, and the channel's output was all
         sent) and close the socket."""
-        channel, self.channel = self.channel, None
-        if channel is not None:
-            delivery, self._delivery = self._delivery, None
-            if delivery is not None:
-                delivery.cancel()
-            if not self._inflight and not self._truncated:
-                self._notify_close()
-                try:
-                    self._flush()
-                except OSError:
-                    pass
+        self.detach()
+        if not self._inflight and not self._truncated:
+            self._notify_close()
+            try:
+                self._flush()
+            except OSError:
+                pass
         self._backlog = b""
         self.raw.close()
+
+    # ------------------------------------------------------ the channel above
+    def attach(self, channel):
+        """Serve ``channel`` from now on: it reads and writes through this layer, which answers
+        the reactor for it first (its readable/writable and event handlers; see "Interest").
+        A connection kept idle (a client's pool) is attached to the next request's channel."""
+        self.channel = channel
+        channel.socket = self
+        channel.readable = self.readable
+        channel.writable = self.writable
+        channel.handle_read_event = self.handle_read_event
+        channel.handle_write_event = self.handle_write_event
+        channel.interest_changed()
+
+    def detach(self):
+        """Serve no channel (the connection is closing, or waits idle in a pool)."""
+        channel, self.channel = self.channel, None
+        delivery, self._delivery = self._delivery, None
+        if delivery is not None:
+            delivery.cancel()
+        if channel is not None:
+            for name in ("readable", "writable", "handle_read_event", "handle_write_event"):
+                channel.__dict__.pop(name, None)
 
     def _changed(self):
         channel = self.channel
@@ -509,19 +528,13 @@ def start_tls(channel, context, server_side=False, server_hostname=None, timeout
     raw.setblocking(False)
     tls = TLSSocket(raw, context, channel, server_side=server_side,
                     server_hostname=server_hostname)
-    channel.socket = tls
     out = channel._out
     if out is not None and hasattr(out.writer, "sendfile"):
         out.writer = tls                    # a socket writer: it would bypass the layer
-    # The reactor asks the channel; the layer answers first (see "Interest" above).
-    channel.readable = tls.readable
-    channel.writable = tls.writable
-    channel.handle_read_event = tls.handle_read_event
-    channel.handle_write_event = tls.handle_write_event
+    tls.attach(channel)
     if timeout is not None:
         channel.set_deadline(timeout)
         tls._deadline_set = True
-    channel.interest_changed()
     try:
         if server_side:
             tls._fill()                     # the ClientHello is often here already
