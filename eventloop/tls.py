@@ -138,6 +138,7 @@ class TLSSocket:
         self._backlog = b""          # records the kernel has not taken yet
         self._inflight = 0           # plaintext bytes whose records are in the backlog
         self._eof = False            # the socket reported EOF
+        self._ended = False          # the engine reported the end (close_notify, or an EOF)
         self._eof_told = False       # recv has returned b"" for it
         self._write_needs_read = False
         self._shut_wr = False        # shut down the TCP sending side once the backlog is out
@@ -203,7 +204,7 @@ class TLSSocket:
     def holds_input(self):
         """True while a ``recv`` would return something without the socket (data or an EOF)."""
         return bool(self.sslobj.pending() or self._incoming.pending or
-                    (self._eof and not self._eof_told))
+                    ((self._eof or self._ended) and not self._eof_told))
 
     # ------------------------------------------------------------------- reading
     def recv(self, bufsize, flags=0):
@@ -220,6 +221,9 @@ class TLSSocket:
         if self._write_needs_read:
             self._write_needs_read = False
             self._changed()
+        if self._ended:
+            self._eof_told = True
+            return b""
         read = self.sslobj.read
         pieces = []
         got = 0
@@ -232,15 +236,15 @@ class TLSSocket:
                     break
                 continue
             except ssl.SSLZeroReturnError:
-                ended = True                # close_notify: the clean end
+                ended = self._ended = True  # close_notify: the clean end
                 break
             except ssl.SSLEOFError:
-                ended = self.unclean_eof = True
+                ended = self._ended = self.unclean_eof = True
                 break
             except ssl.SSLError as exc:
                 self._failed(exc)
             if not data:
-                ended = True
+                ended = self._ended = True  # (how the engine reports close_notify, mostly)
                 break
             pieces.append(data)
             got += len(data)
@@ -252,8 +256,8 @@ class TLSSocket:
                     raise                   # (at the end, the peer may be gone: that is it)
         if got:
             return pieces[0] if len(pieces) == 1 else b"".join(pieces)
-        if ended or self._eof:
-            self._eof = self._eof_told = True
+        if ended or self._eof or self._ended:
+            self._eof_told = True
             return b""
         raise BlockingIOError(errno.EAGAIN, "no whole TLS record yet")
 

@@ -341,3 +341,39 @@ def test_cli_cafile_insecure_and_rejection(pki, tls_server):
     assert err.getvalue() == (
         "python -m clients.http: %s: TLS certificate verification failed for localhost: "
         "unable to get local issuer certificate (CERTIFICATE_VERIFY_FAILED)\n" % tls_server.url())
+
+
+@pytest.mark.parametrize("clean", [True, False], ids=["close_notify", "no_close_notify"])
+def test_a_body_framed_by_the_close_needs_close_notify(reactor, pki, clean):
+    """A response without Content-Length ends at the close: over TLS only close_notify tells
+    the end from a cut (an attacker can forge a TCP FIN, not a close_notify)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki["cert"])
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer():
+        conn, _ = listener.accept()
+        with context.wrap_socket(conn, server_side=True) as tls:
+            tls.recv(4096)
+            tls.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + BIG)
+            if clean:
+                tls.unwrap().close()
+            # else: the socket is closed without close_notify
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        c = CheckingConsumer()
+        request = AsyncHTTP("https://localhost:%d/" % listener.getsockname()[1], c,
+                            reactor=reactor, timeout=3, ssl_context=make_ssl_context(pki["ca"]))
+        drive(reactor)
+        c.check()
+        if clean:
+            assert c.error is None and c.body == BIG
+        else:
+            assert c.error == ("connection closed without TLS close_notify after %d body bytes: "
+                               "the body (framed by the close) may be truncated" % len(BIG))
+            assert request.failure == "partial"
+    finally:
+        thread.join(5)
+        listener.close()

@@ -222,8 +222,8 @@ def test_peer_dropping_without_close_notify_mid_body(pki, served):
     os.close(s.detach())
     assert curl("--cacert", pki["ca"], "https://localhost:%d/hello.txt" % port).stdout \
         == b"hello over TLS\n"
-    # The cut body was answered 400 (the connection ended inside it), with no traceback.
-    wait_for(lambda: '"PUT /x HTTP/1.1" 400' in served[2]())
+    # The cut body was refused (4xx: before it, or because it ended early), no traceback.
+    wait_for(lambda: re.search(r'"PUT /x HTTP/1.1" 4\d\d', served[2]()))
 
 
 def _rss_kib(pid):
