@@ -224,7 +224,11 @@ class TLSSocket:
         if self._ended:
             self._eof_told = True
             return b""
-        read = self.sslobj.read
+        sslobj = self.sslobj
+        incoming = self._incoming
+        if not incoming.pending and not sslobj.pending() and not self._eof:
+            self._fill()                    # (an SSLWantReadError saved: exceptions cost)
+        read = sslobj.read
         pieces = []
         got = 0
         ended = False
@@ -248,6 +252,8 @@ class TLSSocket:
                 break
             pieces.append(data)
             got += len(data)
+            if not incoming.pending and not sslobj.pending():
+                break                       # all read: the next read would only raise
         if self._outgoing.pending:
             try:
                 self._flush()               # what reading made the engine say (tickets, ...)

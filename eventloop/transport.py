@@ -123,6 +123,9 @@ class OutputQueue:
     burst = 4 << 20
     #: Most bytes asked of one ``sendfile`` call.
     file_chunk = 8 << 20
+    #: Bytes of a file read at a time when the writer has no ``sendfile`` (TLS): what one
+    #: connection holds of a file span in memory, at most.
+    file_read_chunk = 256 << 10
     #: Why output ended, when a send found the peer gone (the OSError), for the owner's
     #: ``handle_close()`` to read; None otherwise.
     error = None
@@ -263,7 +266,9 @@ class OutputQueue:
             if sent == count:
                 return
         file = open(os.dup(fd), "rb", buffering=0)
-        self.write_file(FileProducer(file, offset + sent, count - sent), head)
+        self.write_file(FileProducer(file, offset + sent, count - sent,
+                                     chunk_size=65536 if sendfile else self.file_read_chunk),
+                        head)
 
     def push_producer(self, producer):
         """Queue a producer; it is asked for data only when the kernel can take some."""
