@@ -2,6 +2,7 @@
 headless Chromium, our own client; idle and stalled handshakes, failing handshakes, a peer
 that drops without close_notify, a 1 GiB file with flat memory, the --tls-* command line."""
 import contextlib
+import hashlib
 import http.client
 import os
 import re
@@ -59,6 +60,7 @@ def site(tmp_path_factory):
     (root / "sub" / "page.html").write_text("<h1>page</h1>")
     with open(root / "huge.bin", "wb") as f:
         f.truncate(1 << 30)
+    (root / "random.bin").write_bytes(os.urandom(6 << 20))
     return root
 
 
@@ -224,6 +226,18 @@ def test_peer_dropping_without_close_notify_mid_body(pki, served):
         == b"hello over TLS\n"
     # The cut body was refused (4xx: before it, or because it ended early), no traceback.
     wait_for(lambda: re.search(r'"PUT /x HTTP/1.1" 4\d\d', served[2]()))
+
+
+def test_parallel_downloads_of_one_cached_file_are_exact(pki, served, site):
+    """Several connections read one file through the descriptor the file cache shares (no
+    sendfile over TLS): each gets every byte in its place."""
+    want = hashlib.sha256((site / "random.bin").read_bytes()).hexdigest()
+    downloads = [subprocess.Popen(["curl", "-sS", "--cacert", pki["ca"],
+                                   "https://localhost:%d/random.bin" % served[0]],
+                                  stdout=subprocess.PIPE) for _ in range(4)]
+    for download in downloads:
+        body, _ = download.communicate(timeout=60)
+        assert hashlib.sha256(body).hexdigest() == want
 
 
 def _rss_kib(pid):
