@@ -293,11 +293,14 @@ class TLSSocket:
             sent, self._inflight = self._inflight, 0
         total = len(data)
         if sent < total:
-            view = data if type(data) is memoryview else memoryview(data)
-            if view.format != "B":
-                view = view.cast("B")
-            write = self.sslobj.write
             step = self.write_size
+            if sent or total > step:
+                view = data if type(data) is memoryview else memoryview(data)
+                if view.format != "B":
+                    view = view.cast("B")
+            else:
+                view = data                 # one batch: the engine takes it as it is
+            write = self.sslobj.write
             while sent < total:
                 piece = view[sent:sent + step] if sent or total > step else view
                 try:
