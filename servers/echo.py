@@ -1,6 +1,6 @@
 """RFC 862 echo server over TCP and UDP: whatever arrives goes back.
 
-    python -m servers.echo [PORT] [-b ADDR] [--tls-cert PATH [--tls-key PATH]]
+    python -m servers.echo [PORT] [-b ADDR] [-q] [--tls-cert PATH [--tls-key PATH]]
 
 The TCP side is the reactor pattern in miniature: the reactor calls ``handle_read``
 when a client's bytes arrive, we queue them for sending, and the reactor calls
@@ -16,8 +16,9 @@ import logging
 import sys
 
 from eventloop import DispatcherWithSend, Listener, format_address
-from servers import UDPServer, add_address_arguments, add_tls_arguments, cannot_listen, \
-    open_on_one_port, run_loop, tls_context_from
+from servers import (UDPServer, add_address_arguments, add_quiet_argument, add_tls_arguments,
+                     cannot_listen, exits_on_ctrl_c, log_to_stderr, open_on_one_port, run_loop,
+                     tls_context_from)
 
 __all__ = ["DEFAULT_PORT", "EchoHandler", "EchoServer", "UDPEchoServer", "start", "main"]
 
@@ -25,6 +26,8 @@ __all__ = ["DEFAULT_PORT", "EchoHandler", "EchoServer", "UDPEchoServer", "start"
 DEFAULT_PORT = 8007
 
 log = logging.getLogger("servers.echo")
+#: One line per TCP connection goes here; silence it (``-q``) without silencing the rest.
+connection_log = logging.getLogger("servers.echo.connection")
 
 
 class EchoHandler(DispatcherWithSend):
@@ -66,7 +69,7 @@ class EchoServer(Listener):
         self.tls_context = tls_context
 
     def handle_accepted(self, sock, addr):
-        log.info("connection from %s", format_address(addr))
+        connection_log.info("connection from %s", format_address(addr))
         channel = self.handler(sock, map=self._map)
         if self.tls_context is not None:
             channel.start_tls(self.tls_context, server_side=True, timeout=self.handshake_timeout)
@@ -92,19 +95,23 @@ def start(host="", port=DEFAULT_PORT, *, map=None, tls_context=None):
                                    lambda p: UDPEchoServer(host, p, map=map)])
 
 
+@exits_on_ctrl_c
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m servers.echo",
-        usage="%(prog)s [PORT] [-b ADDR] [--tls-cert PATH [--tls-key PATH]]",
+        usage="%(prog)s [PORT] [-b ADDR] [-q] [--tls-cert PATH [--tls-key PATH]]",
         description="RFC 862 echo server: sends back every byte received over TCP "
                     "and every datagram received over UDP.")
     add_address_arguments(parser, DEFAULT_PORT,
                           "port for both transports (default %(default)s; 0 picks a free one)")
+    add_quiet_argument(parser, "each TCP connection")
     add_tls_arguments(parser, password=False)
     args = parser.parse_args(argv)
     tls_context = tls_context_from(parser, args)
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    log_to_stderr(parser.prog)
+    if args.quiet:
+        connection_log.setLevel(logging.WARNING)
     try:
         servers = start(args.bind, args.port, tls_context=tls_context)
     except OSError as exc:

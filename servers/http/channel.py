@@ -219,7 +219,9 @@ class HTTPChannel(DispatcherWithSend):
                 return
             t = type(event)
             if t is Request:
-                self._req = HTTPRequest(self, event, self.addr)
+                req = self._req = HTTPRequest(self, event, self.addr)
+                if self.server.protocol == "HTTP/1.0":
+                    req._close = True           # an HTTP/1.0 server closes after each response
                 self._body = None
                 self.phase = BODY
             elif t is Data:
@@ -288,7 +290,8 @@ class HTTPChannel(DispatcherWithSend):
                         return
                 else:
                     self._body = b""    # kept from here: an empty chunked body has no Data
-                    self._output().write(self.conn.send(_CONTINUE))
+                    if server.protocol != "HTTP/1.0":   # (HTTP/1.0 has no 1xx responses)
+                        self._output().write(self.conn.send(_CONTINUE))
         elif phase == ROOM:
             return                      # reading stays paused until the body has room
         if not self.reading:
