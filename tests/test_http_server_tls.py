@@ -267,6 +267,16 @@ def test_a_1_gib_file_over_tls_in_flat_memory(pki, served):
     assert peak - before < 16 * 1024, "RSS grew by %d KiB" % (peak - before)
 
 
+def test_http_1_0_with_p_closes_after_each_response(pki, site):
+    with https_server(pki, site, "-p", "HTTP/1.0") as (port, _, _):
+        base = "https://localhost:%d" % port
+        out = curl("--cacert", pki["ca"], "-i", "-v", base + "/hello.txt", base + "/hello.txt")
+        assert out.stdout.count(b"HTTP/1.0 200 OK\r\n") == 2
+        assert out.stdout.endswith(b"hello over TLS\n")
+        assert not re.search(r"Re-using existing connection|Reusing existing connection",
+                             out.stderr.decode())
+
+
 def test_with_workers(pki, site):
     banner = rb"Serving HTTPS on 127\.0\.0\.1 port (\d+)"
     with https_server(pki, site, "--workers", "2", banner=banner) as (port, _, _):

@@ -10,6 +10,7 @@ from hypothesis import given, strategies as st
 
 from eventloop import (AsyncChat, Dispatcher, DispatcherWithSend, Listener, Reactor,
                        client_context, server_context)
+from eventloop.pollers import READ
 from eventloop.testing import chunkings, connect_pair, memory_reactor
 from launchers import TIMEOUT, reactor_thread
 from servers.echo import EchoHandler
@@ -306,3 +307,38 @@ def test_legacy_asyncore_program_wrapping_its_own_socket(pki):
     for channel in list(socket_map.values()):
         channel.close()
     assert result == [b"HELLO LEGACY"]
+
+
+class _WriteNeedsRead:
+    """An engine whose next write needs the peer first (what a renegotiation does): it raises
+    SSLWantReadError once, then behaves."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.refused = 0
+
+    def write(self, data):
+        if not self.refused:
+            self.refused += 1
+            raise ssl.SSLWantReadError()
+        return self.engine.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+
+def test_a_write_that_needs_a_read_turns_interest_to_reading(contexts):
+    server_ctx, client_ctx = contexts
+    pair = connect_pair(lambda s, m: TLSEcho(s, m, server_ctx),
+                        lambda s, m: Collector(s, m, client_ctx, [b"ping"], 8))
+    pair.pump(lambda: pair.client.received == b"ping")
+    tls = pair.client.socket
+    tls.sslobj = _WriteNeedsRead(tls.sslobj)
+    pair.client.send(b"pong")                   # refused: the write waits for a read
+    assert pair.client.queued_bytes == 4
+    assert tls.readable() and not tls.writable()
+    # The read it waited for, as the reactor delivers it (nothing there yet: it would block).
+    pair.reactor.deliver(pair.client, pair.client._fileno, READ)
+    assert tls.writable()                       # so the write is tried again, and goes
+    pair.pump(lambda: pair.client.received == b"pingpong")
+    assert tls.sslobj.refused == 1
