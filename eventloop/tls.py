@@ -6,9 +6,9 @@ Call :meth:`Dispatcher.start_tls(context, server_side=..., server_hostname=..., 
 :class:`TLSSocket`: ``recv`` returns decrypted bytes, ``send`` encrypts, ``close`` sends
 ``close_notify`` first, and nothing else about the channel changes, so ``Dispatcher``,
 ``DispatcherWithSend``, ``AsyncChat`` and the HTTP server's channel work over TLS as they are.
-When the handshake is complete the channel's ``handle_tls_ready()`` runs; when it fails,
-``handle_tls_error(exc)`` (by default: one log line, then close).  Example, the echo server's
-handler over TLS::
+When the handshake is complete the channel's ``handle_tls_ready()`` runs; when TLS fails,
+``handle_tls_error(exc, handshake)`` (by default one log line; the connection then counts as
+lost: ``handle_close``).  Example, the echo server's handler over TLS::
 
     class TLSEcho(EchoHandler):
         def __init__(self, sock, map, context):
@@ -34,7 +34,9 @@ touches the socket, and can be tested with none):
   means everything reached the kernel, and what waits inside the layer is at most one batch
   of records (a few hundred KiB with a file being sent, as there is no ``sendfile``: file
   spans are read and encrypted a chunk at a time, under the queue's back-pressure).
-* Interest: the layer answers the reactor's ``readable()``/``writable()`` for the channel.
+* Interest: the layer answers the reactor's ``readable()``/``writable()`` for the channel
+  (:meth:`TLSSocket.attach` installs its own as the channel's, with its read and write event
+  handlers, which call the class's: channels without TLS run exactly as before, at no cost).
   During the handshake it wants to write while records wait for the kernel, else to read
   (OpenSSL's want-write and want-read).  After it, the channel's own answers count, except
   that the layer wants to write while records of its own wait (session tickets, a key
@@ -57,7 +59,6 @@ Programs that wrap their own sockets with ``ssl.wrap_socket``/``SSLContext.wrap_
 is an ``ssl.SSLSocket``, which the reactor polls like any socket.
 """
 import errno
-import logging
 import socket
 import ssl
 
@@ -65,8 +66,6 @@ from .pollers import READ
 from .transport import DISCONNECTED
 
 __all__ = ["TLSSocket", "start_tls", "server_context", "client_context", "describe_tls_error"]
-
-log = logging.getLogger("eventloop.tls")
 
 _PEEK = socket.MSG_PEEK
 
