@@ -128,8 +128,11 @@ class TLSSocket:
         self.raw = raw
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
-        self.sslobj = context.wrap_bio(self._incoming, self._outgoing, server_side=server_side,
-                                       server_hostname=server_hostname)
+        # The engine is made when the handshake starts: on the server side, with the first
+        # bytes of the ClientHello, so that a client that says nothing costs no TLS state.
+        self.sslobj = None
+        self.context = context
+        self.server_hostname = server_hostname
         self.channel = channel
         self.server_side = server_side
         self.handshaking = True
@@ -185,23 +188,25 @@ class TLSSocket:
 
     # What the handshake settled.
     def selected_alpn_protocol(self):
-        return self.sslobj.selected_alpn_protocol()
+        return self.sslobj.selected_alpn_protocol() if self.sslobj else None
 
     def version(self):
-        return self.sslobj.version()
+        return self.sslobj.version() if self.sslobj else None
 
     def cipher(self):
-        return self.sslobj.cipher()
+        return self.sslobj.cipher() if self.sslobj else None
 
     def getpeercert(self, binary_form=False):
-        return self.sslobj.getpeercert(binary_form)
+        return self.sslobj.getpeercert(binary_form) if self.sslobj else None
 
     def pending(self):
         """Bytes the layer holds for the reader: decrypted, or received and not yet decrypted."""
-        return self.sslobj.pending() + self._incoming.pending
+        return (self.sslobj.pending() if self.sslobj else 0) + self._incoming.pending
 
     def holds_input(self):
         """True while a ``recv`` would return something without the socket (data or an EOF)."""
+        if self.handshaking:
+            return False
         return bool(self.sslobj.pending() or self._incoming.pending or
                     ((self._eof or self._ended) and not self._eof_told))
 
@@ -353,8 +358,15 @@ class TLSSocket:
     def _handshake(self):
         """Take the handshake a step on: True once complete.  A failure goes to the channel's
         ``handle_tls_error`` and raises ConnectionAbortedError (a disconnect)."""
+        sslobj = self.sslobj
+        if sslobj is None:
+            if self.server_side and not self._incoming.pending and not self._eof:
+                return False                # no ClientHello yet: nothing to do, nothing held
+            sslobj = self.sslobj = self.context.wrap_bio(
+                self._incoming, self._outgoing, server_side=self.server_side,
+                server_hostname=self.server_hostname)
         try:
-            self.sslobj.do_handshake()
+            sslobj.do_handshake()
         except ssl.SSLWantReadError:
             done = False
         except ssl.SSLError as exc:

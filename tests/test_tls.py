@@ -342,3 +342,15 @@ def test_a_write_that_needs_a_read_turns_interest_to_reading(contexts):
     assert tls.writable()                       # so the write is tried again, and goes
     pair.pump(lambda: pair.client.received == b"pingpong")
     assert tls.sslobj.refused == 1
+
+
+def test_a_silent_client_costs_no_tls_state_until_it_speaks(contexts):
+    server_ctx, client_ctx = contexts
+    reactor = memory_reactor()
+    pair = connect_pair(lambda s, m: TLSEcho(s, m, server_ctx, timeout=10.0),
+                        lambda s, m: Dispatcher(s, m), reactor=reactor)
+    pair.reactor.run_once(0)
+    assert pair.server.socket.sslobj is None            # no engine for a client saying nothing
+    pair.client.socket.send(bytes.fromhex("160301"))    # the first bytes of a ClientHello
+    pair.reactor.run_once(0)
+    assert pair.server.socket.sslobj is not None and pair.server.socket.handshaking
