@@ -1,6 +1,9 @@
 """A line-based chat room for telnet and nc clients, on :class:`eventloop.AsyncChat`.
 
-    python -m servers.chat [PORT] [-b ADDR] [-q]
+    python -m servers.chat [PORT] [-b ADDR] [-q] [--tls-cert PATH [--tls-key PATH]]
+
+With ``--tls-cert`` the room speaks TLS (``openssl s_client -connect HOST:PORT`` is then the
+telnet); a member joins once its handshake is complete.
 
 Every connection is an ``AsyncChat`` channel with ``\\n`` as its terminator: the channel
 collects the bytes of a line, and ``found_terminator`` turns the line into a message for
@@ -520,7 +523,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m servers.chat",
         usage="%(prog)s [PORT] [-b ADDR] [--flood-lines N] [--flood-bytes N] "
-              "[--progress-timeout S] [-q]",
+              "[--progress-timeout S] [-q] [--tls-cert PATH [--tls-key PATH]]",
         description="A chat room for telnet and nc clients: every line goes to everyone "
                     "else; /help lists the commands.")
     add_address_arguments(parser, DEFAULT_PORT,
