@@ -203,14 +203,10 @@ def test_failing_handshakes_are_one_clear_line_each(pki, served):
     out = curl("--cacert", pki["other_ca"], "https://localhost:%d/hello.txt" % port,
                check=False)
     assert out.returncode == 60, out                 # curl: the peer's certificate is not trusted
-    with socket.create_connection(("127.0.0.1", port), TIMEOUT) as plain:
-        plain.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        plain.settimeout(TIMEOUT)
-        try:
-            while plain.recv(4096):
-                pass
-        except ConnectionResetError:
-            pass
+    plain = curl("-i", "http://127.0.0.1:%d/hello.txt" % port, check=False)
+    assert plain.returncode == 0, plain          # a plain answer that says what went wrong
+    assert plain.stdout.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert plain.stdout.endswith(b"This port speaks HTTPS: ask for https:// instead of http://\n")
     assert curl("--cacert", pki["ca"], "https://localhost:%d/hello.txt" % port).stdout \
         == b"hello over TLS\n"
     wait_for(lambda: "a plain HTTP request on the TLS port" in served[2]())

@@ -651,6 +651,20 @@ class TLSHTTPChannel(HTTPChannel):
     to the first request's HEAD phase: the head timeout, counted from the accept, bounds it,
     and a client that never sends its ClientHello costs a descriptor and a timer until then."""
 
+    _PLAIN_HTTP_ANSWER = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                          b"Content-Length: 60\r\nConnection: close\r\n\r\n"
+                          b"This port speaks HTTPS: ask for https:// instead of http://\n")
+
+    def handle_tls_error(self, exc, handshake):
+        """One log line; a plain HTTP request on the TLS port also gets a plain 400 saying so
+        (as nginx does), sent as the kernel takes it, once."""
+        HTTPChannel.handle_tls_error(self, exc, handshake)
+        if handshake and getattr(exc, "reason", None) == "HTTP_REQUEST":
+            try:
+                self.socket.raw.send(self._PLAIN_HTTP_ANSWER, _DONTWAIT)
+            except OSError:
+                pass
+
     def _read_at_once(self, now):
         try:
             self.start_tls(self.server.tls_context, server_side=True)
