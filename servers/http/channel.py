@@ -23,6 +23,11 @@ and dropped as it arrives, so the connection stays usable and the body costs no 
 reads is kept only once the server's :class:`~servers.http.budget.BodyBudget` has room for all
 of it (ROOM until then, with reading paused and no ``100 Continue`` sent).
 
+Fairness: pipelined requests are answered at most ``_PIPELINE_BURST`` per turn of the loop;
+then the channel stops reading and takes the rest up in the next pass's callbacks, after
+every other connection's I/O (small responses never fill the output queue, so back-pressure
+alone would let one pipeline hold the loop).
+
 Back-pressure, the invariant that keeps memory bounded: output waits in the channel's
 :class:`eventloop.transport.OutputQueue`, and while anything is queued (the client reads
 slower than we write) or the application has not finished its response, the channel neither
@@ -80,6 +85,7 @@ _NO_BODY = frozenset({204, 304})
 _LINGER_MAX_BYTES = 1 << 20
 _DONTWAIT = int(getattr(socket, "MSG_DONTWAIT", 0))     # an int: IntFlag arithmetic is slow
 _GATHER_MIN = 16 << 10     # bodies from this size are not concatenated to their head
+_PIPELINE_BURST = 16       # pipelined requests answered per turn of the loop
 
 # What a channel does with the body of the request it reads: _body is None until its first
 # piece, then that piece (bytes), then a bytearray; or _DISCARD, when no one will read it.
@@ -191,6 +197,7 @@ class HTTPChannel(DispatcherWithSend):
         conn = self.conn
         next_event = conn.next_event
         out = self._out
+        served = 0
         while not out.pending and self.phase < CLOSING:     # (CLOSED, too, is past CLOSING)
             req = self._req
             if self.phase == APP:
@@ -211,6 +218,12 @@ class HTTPChannel(DispatcherWithSend):
                         return
                     self.phase = HEAD
                     self._since = self._last_io
+                    served += 1
+                    if served == _PIPELINE_BURST:
+                        # Fairness: others get their turn before the rest of this pipeline.
+                        self.pause_reading()
+                        self.server._reactor.call_soon(self._resume_pipeline)
+                        return
                     continue
             try:
                 event = next_event()
@@ -259,6 +272,11 @@ class HTTPChannel(DispatcherWithSend):
             else:                               # ConnectionClosed
                 self._close_when_flushed()
                 return
+
+    def _resume_pipeline(self):
+        """Go on with the pipelined requests that waited for other connections' turn."""
+        if self.connected:
+            self._process()
 
     def _next_cycle(self):
         """Both sides are done with a request: wait for the next one."""
