@@ -110,6 +110,7 @@ class HTTPChannel(DispatcherWithSend):
     _room_held = False          # for that body in the server's BodyBudget
     _in_process = False         # _process is running (it is not re-entered)
     _discarded = 0              # bytes read and dropped while lingering
+    _pipelined = 0              # pipelined requests answered since the last turn given up
     _drain_callbacks = None
 
     def __init__(self, sock, addr, server):
@@ -197,7 +198,6 @@ class HTTPChannel(DispatcherWithSend):
         conn = self.conn
         next_event = conn.next_event
         out = self._out
-        served = 0
         while not out.pending and self.phase < CLOSING:     # (CLOSED, too, is past CLOSING)
             req = self._req
             if self.phase == APP:
@@ -218,9 +218,10 @@ class HTTPChannel(DispatcherWithSend):
                         return
                     self.phase = HEAD
                     self._since = self._last_io
-                    served += 1
-                    if served == _PIPELINE_BURST:
+                    self._pipelined += 1
+                    if self._pipelined >= _PIPELINE_BURST:
                         # Fairness: others get their turn before the rest of this pipeline.
+                        self._pipelined = 0
                         self.pause_reading()
                         self.server._reactor.call_soon(self._resume_pipeline)
                         return

@@ -23,7 +23,8 @@ from .messages import parse_http_date
 
 __all__ = [
     "CONTENT_TYPES", "DEFAULT_TYPE", "INDEX_FILES", "RESOURCE_SHORTAGE", "MAX_RANGES",
-    "Resolved", "Root", "RangeResult", "ByteRanges", "content_type", "request_names", "resolve",
+    "Resolved", "Root", "RangeResult", "ByteRanges", "content_type", "request_names",
+    "canonical_path", "resolve",
     "listing_html", "listing_page", "MAX_LISTED", "MAX_LISTING_BYTES", "etag_for", "evaluate_conditional",
     "parse_range", "parse_ranges", "coalesce_ranges", "content_range", "byteranges_framing",
 ]
@@ -117,6 +118,7 @@ _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _DRIVE = re.compile(r"[A-Za-z]:", re.ASCII)
 # RFC 3986 pchar minus "%": characters a Location path may carry unencoded.
 _LOCATION_SAFE = "/%:@!$&'()*+,;=-._~"
+_PCHAR_SAFE = ":@!$&'()*+,;=-._~"       # what a path segment holds unencoded (RFC 3986)
 
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -192,6 +194,19 @@ def request_names(url_path: str) -> Optional[tuple]:
                 return None
             names.append(segment)
     return tuple(names)
+
+
+def canonical_path(url_path: str) -> Optional[str]:
+    """One spelling of every raw request path that names the same thing: its decoded
+    components (:func:`request_names`) percent-encoded again, joined by single slashes, with
+    the trailing slash kept (it asks for the directory); None if the path may not be served."""
+    names = request_names(url_path)
+    if names is None:
+        return None
+    path = "/" + "/".join([quote(name, safe=_PCHAR_SAFE) for name in names])
+    if names and url_path.endswith("/"):
+        path += "/"
+    return path
 
 
 def _redirect_location(url_path: str, query: str) -> str:

@@ -4,8 +4,8 @@
 ranges, several as ``multipart/byteranges``), index files, directory listings, and the 301 that
 adds a directory's slash.  :func:`send_file` answers any request with a file the handler chose.
 
-Speed comes from :class:`FileCache`: per key (a request path's decoded components, so that
-no spelling of a path costs an entry of its own, or a file path) it keeps the
+Speed comes from :class:`FileCache`: per key (a request path in its canonical spelling, so
+that other spellings of it cost no entry of their own, or a file path) it keeps the
 prebuilt header fields and, for files up to ``small`` bytes, the body; each request revalidates
 the entry (inode, size, mtime and ctime must all be unchanged) with one ``os.stat``, or, for a
 file :class:`StaticFiles` found, by looking its path up again beneath the root, race-free (one
@@ -494,14 +494,17 @@ class StaticFiles(Handler):
         path = request.path
         cache = self.cache
         tree = self.tree
-        # Files are cached by the path's decoded components, not its spelling: "//a" and
-        # "/%61" are one entry ("" last stands for a trailing slash, an index file).
-        key = files.request_names(path)
-        if key is None:
-            return request.send_error(404, "File not found.")
-        if path[-1] == "/":
-            key += ("",)
-        entry = cache._entries.get(key)
+        entry = cache._entries.get(path)
+        if entry is None:
+            # Files are cached under one spelling of their path (files.canonical_path): "//a"
+            # and "/%61" find the entry of "/a", and cost no entry of their own.
+            key = files.canonical_path(path)
+            if key is None:
+                return request.send_error(404, "File not found.")
+            if key != path:
+                entry = cache._entries.get(key)
+        else:
+            key = path
         if entry is not None:
             # The cached path: the entry is served while the request path still leads, beneath
             # the root, to the very file a race-free lookup vetted when the entry was made
