@@ -609,9 +609,10 @@ class ListingCache:
     and bytes (least recently used evicted first).
 
     A page is served again while one ``fstat`` of its directory finds the same identity and
-    change stamp (device, inode, mtime and ctime) and it is younger than ``max_age`` seconds:
-    the stamp catches entries added, removed or renamed, the age bounds what it cannot see
-    (a listed file's new size or date, a change within the filesystem's timestamp tick).
+    change stamp (device, inode, mtime and ctime) and it is younger than ``max_age`` seconds
+    (or ten times what rendering it took, if more): the stamp catches entries added, removed
+    or renamed, the age bounds what it cannot see (a listed file's new size or date, a change
+    within the filesystem's timestamp tick).
     Its ETag is a hash of the page, its Last-Modified the newest of the directory's and the
     shown entries' modification times.
     """
@@ -638,7 +639,12 @@ class ListingCache:
                 return page
             self._discard(key)
         body, newest = render(url_path, fs_dir)
-        page = _Listing(stamp, now + self.max_age, body, max(newest, st.st_mtime))
+        done = self.clock()
+        # Kept for max_age from when it is ready, and at least ten times as long as it took:
+        # however slow the render, requests for one directory spend at most a tenth of the
+        # time rendering it.
+        expires = done + max(self.max_age, 10 * (done - now))
+        page = _Listing(stamp, expires, body, max(newest, st.st_mtime))
         size = len(body) + _key_size(key) if key is not None else 0
         if key is not None and size <= self.max_bytes:
             while pages and (len(pages) >= self.max_entries
