@@ -1,0 +1,105 @@
+"""``python -m servers.wsgi MODULE:CALLABLE [PORT] [-b ADDR]``: host a WSGI application.
+
+The application runs in ``--threads`` threads (0: on the reactor thread) while the reactor does
+all the I/O; ``--workers N`` pre-forks N processes, as ``python -m servers.http`` does.  The
+access log (Common Log Format) goes to stderr through the logger ``servers.http.access``; ``-q``
+silences it.  A MODULE:CALLABLE that cannot be loaded is a one-line error and exit status 2.
+"""
+import argparse
+import signal
+import sys
+
+from eventloop import get_reactor
+from servers.http.__main__ import _banner, _seconds, _size, configure_logging
+from servers.http.workers import Prefork
+
+from .server import AppNotFound, WSGIServer, load_application
+
+PROG = "python -m servers.wsgi"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Serve a WSGI application over HTTP/1.1 on the reactor.")
+    parser.add_argument("app", metavar="MODULE:CALLABLE",
+                        help="the application, e.g. myproject.wsgi:application")
+    parser.add_argument("port", metavar="PORT", nargs="?", type=int, default=8000,
+                        help="port to listen on (default 8000; 0 picks a free one)")
+    parser.add_argument("-b", "--bind", metavar="ADDR", default="0.0.0.0",
+                        help="address to bind (default 0.0.0.0; '::' for IPv6 and IPv4)")
+    parser.add_argument("--threads", metavar="N", type=int, default=4,
+                        help="application threads (default 4; 0 runs the application on the "
+                             "reactor thread: only for applications that never block)")
+    parser.add_argument("--workers", metavar="N", type=int, default=0,
+                        help="pre-fork N worker processes sharing the port (default: serve "
+                             "in this process)")
+    parser.add_argument("--call", action="store_true",
+                        help="CALLABLE is a factory: call it (without arguments) for the "
+                             "application")
+    parser.add_argument("--url-scheme", metavar="SCHEME", default="http",
+                        help="wsgi.url_scheme (default http; https behind a TLS proxy)")
+    parser.add_argument("--url-prefix", metavar="PATH", default="",
+                        help="the path the application is mounted at (SCRIPT_NAME); other "
+                             "paths get 404")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no access log")
+    parser.add_argument("--max-body", metavar="BYTES", type=_size, default=1 << 30,
+                        help="largest request body accepted (default 1G; 413 beyond); bodies "
+                             "past 256K wait in a temporary file")
+    parser.add_argument("--head-timeout", metavar="SECONDS", type=_seconds, default=10.0,
+                        help="time allowed for a request head to arrive (default 10)")
+    parser.add_argument("--keepalive-timeout", metavar="SECONDS", type=_seconds, default=5.0,
+                        help="idle time before a keep-alive connection is closed (default 5)")
+    parser.add_argument("--graceful-timeout", metavar="SECONDS", type=_seconds, default=5.0,
+                        help="at exit, time given to requests still running (default 5)")
+    args = parser.parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        parser.error("PORT must be in 0..65535")
+    if args.threads < 0:
+        parser.error("--threads must not be negative")
+    if args.workers < 0:
+        parser.error("--workers must not be negative")
+    prefix = args.url_prefix.rstrip("/")
+    if prefix and not prefix.startswith("/"):
+        parser.error("--url-prefix must start with /")
+    args.url_prefix = prefix
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    configure_logging(args.quiet)
+    try:
+        application = load_application(args.app, args.call)
+    except AppNotFound as exc:
+        print("%s: error: %s" % (PROG, exc), file=sys.stderr)
+        return 2
+    options = dict(threads=args.threads, url_scheme=args.url_scheme, script_name=args.url_prefix,
+                   max_body=args.max_body, head_timeout=args.head_timeout,
+                   keepalive_timeout=args.keepalive_timeout, multiprocess=args.workers > 1)
+    address = (args.bind, args.port)
+    try:
+        if args.workers:
+            def setup(sock, reactor):
+                WSGIServer(application=application, sock=sock, reactor=reactor, **options)
+
+            prefork = Prefork(address, args.workers, setup)
+            print(_banner(prefork.bind()), file=sys.stderr, flush=True)
+            return prefork.run()
+        server = WSGIServer(address, application, **options)
+    except OSError as exc:
+        print("%s: error: cannot listen on %s port %d: %s" % (PROG, args.bind, args.port, exc),
+              file=sys.stderr)
+        return 1
+    print(_banner(server.server_address), file=sys.stderr, flush=True)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    try:
+        get_reactor().run()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        server.shutdown(args.graceful_timeout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
