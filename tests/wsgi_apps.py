@@ -31,6 +31,14 @@ def make_factory():
 not_callable = 42
 
 
+def stuck(environ, start_response):
+    """Never returns (for a while): says so on stderr first."""
+    import sys
+    import time
+    print("stuck: called", file=sys.stderr, flush=True)
+    time.sleep(3600)
+
+
 def echo_environ(environ, start_response):
     """The environ's str values (and the wsgi.* flags) as JSON, plus the body's length."""
     size = 0
