@@ -63,7 +63,6 @@ def base_environ(server_name, server_port, url_scheme, script_name, multithread,
         "wsgi.multiprocess": multiprocess,
         "wsgi.run_once": False,
         "wsgi.file_wrapper": file_wrapper,
-        "wsgi.input_terminated": True,
     }
 
 
