@@ -103,6 +103,8 @@ class WSGIHandler:
         host, port = server.server_address[:2]
         self._base = base_environ(host, port, self.url_scheme, self.script_name,
                                   self.threads > 1, self.multiprocess, FileWrapper, ErrorStream())
+        self._reactor = server._reactor
+        self._batch = []
         self.mailbox = Mailbox(server._reactor)
         if self.threads:
             self.pool = ThreadPool(self.threads)
@@ -141,10 +143,20 @@ class WSGIHandler:
             request.send_error(404, "Not under %s." % self.script_name)
             return
         exchange = Exchange(self, request, body, environ)
-        if self.pool is not None:
-            self.pool.submit(exchange.run)
-        else:
+        if self.pool is None:
             exchange.run_inline()
+            return
+        # Handed to the threads at the end of the loop's pass, all together, just before the
+        # reactor waits: woken while it still works, they would take the GIL from it at each
+        # of its system calls, and hand it back at each of theirs.
+        batch = self._batch
+        batch.append(exchange.run)
+        if len(batch) == 1:
+            self._reactor.call_soon(self._submit_batch)
+
+    def _submit_batch(self):
+        batch, self._batch = self._batch, []
+        self.pool.submit_all(batch)
 
 
 class Exchange:

@@ -31,6 +31,12 @@ class ThreadPool:
         """Run ``call()`` on the next free thread."""
         self._queue.put(call)
 
+    def submit_all(self, calls):
+        """Run each of ``calls`` on the next free thread, in order."""
+        put = self._queue.put
+        for call in calls:
+            put(call)
+
     def _work(self):
         get = self._queue.get
         while True:
