@@ -207,7 +207,11 @@ class HTTPChannel(DispatcherWithSend):
                 if req._state != DONE and self._sink is None:
                     # The application is still answering: wait, and meanwhile look every
                     # io_timeout whether the client is still there (handle_idle_timeout).
-                    self.pause_reading()
+                    # Reading stops once anything more has come (a pipelined request, the
+                    # client's EOF): until then watching costs nothing, and stopping and
+                    # starting again would cost two poller updates per request.
+                    if conn.buffered_bytes or self.eof_received:
+                        self.pause_reading()
                     self._since = self._last_io
                     self.rearm_timeout(self._since + self.server.io_timeout)
                     return

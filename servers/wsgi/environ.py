@@ -121,8 +121,23 @@ def request_environ(base, request, script_name, wsgi_input, content_length=None)
     return environ
 
 
+_CHECKED_MAX = 1024
+_checked_statuses = {}          # status string -> its code, for statuses found good
+_checked_headers = {}           # header tuples found good (most responses repeat a few)
+
+
 def parse_status(status):
     """The code of a WSGI status string (``"200 OK"``); ValueError if it is not one."""
+    code = _checked_statuses.get(status) if type(status) is str else None
+    if code is not None:
+        return code
+    code = _parse_status(status)
+    if len(_checked_statuses) < _CHECKED_MAX:
+        _checked_statuses[status] = code
+    return code
+
+
+def _parse_status(status):
     if type(status) is not str:
         raise TypeError("status must be a str, not %r" % type(status).__name__)
     m = _STATUS.match(status)
@@ -138,6 +153,12 @@ def check_headers(headers):
     latin-1, and no field is hop-by-hop; ValueError or TypeError otherwise."""
     if type(headers) is not list:
         raise TypeError("headers must be a list, not %r" % type(headers).__name__)
+    try:
+        key = tuple(headers)
+        if key in _checked_headers:     # (exact types are checked before a tuple is kept)
+            return key
+    except TypeError:
+        key = None                      # unhashable: checked below, and refused
     for pair in headers:
         if type(pair) is not tuple or len(pair) != 2:
             raise TypeError("each header must be a (name, value) tuple, not %r" % (pair,))
@@ -151,4 +172,8 @@ def check_headers(headers):
                              % (name, value))
         if name.lower() in HOP_BY_HOP:
             raise ValueError("hop-by-hop header %r: the server owns the connection" % name)
-    return tuple(headers)
+    if key is None:
+        key = tuple(headers)
+    if len(_checked_headers) < _CHECKED_MAX:
+        _checked_headers[key] = True
+    return key

@@ -105,6 +105,9 @@ class WSGIHandler:
                                   self.threads > 1, self.multiprocess, FileWrapper, ErrorStream())
         self._reactor = server._reactor
         self._batch = []
+        # One condition for every exchange of this handler: few threads wait at once (at most
+        # one per thread), and a waiter checks its own state when woken.
+        self.cond = threading.Condition(threading.Lock())
         self.mailbox = Mailbox(server._reactor)
         if self.threads:
             self.pool = ThreadPool(self.threads)
@@ -179,7 +182,7 @@ class Exchange:
         self.sent = 0               # body bytes the application produced after the head
         self.result = None          # the application's iterable
         self._iter = None           # with threads=0: its iterator, being pumped
-        self._cond = threading.Condition(threading.Lock())
+        self._cond = handler.cond
         self._posted = 0            # bytes posted, not yet handed to the request
         self._queued = 0            # the connection's queued bytes, as last seen
         self._gone = False          # the client went away (or the server answered for us)
@@ -436,7 +439,7 @@ class Exchange:
         with self._cond:
             self._posted -= len(data)
             self._queued = queued
-            self._cond.notify()
+            self._cond.notify_all()
         if queued and not self._drain_armed and not self._gone:
             self._drain_armed = True
             self._hook_close()
@@ -446,7 +449,7 @@ class Exchange:
         self._drain_armed = False
         with self._cond:
             self._queued = self.request.buffered_bytes
-            self._cond.notify()
+            self._cond.notify_all()
 
     def _hook_close(self):
         if not self._close_hooked:
@@ -471,7 +474,7 @@ class Exchange:
         finally:
             with self._cond:
                 self._file_sent = True
-                self._cond.notify()
+                self._cond.notify_all()
 
     def _loop_error(self):
         if self._usable() and not self.request.responded:
