@@ -146,20 +146,22 @@ class WSGIHandler:
             request.send_error(404, "Not under %s." % self.script_name)
             return
         exchange = Exchange(self, request, body, environ)
-        if self.pool is None:
-            exchange.run_inline()
-            return
-        # Handed to the threads at the end of the loop's pass, all together, just before the
-        # reactor waits: woken while it still works, they would take the GIL from it at each
-        # of its system calls, and hand it back at each of theirs.
+        # Run at the end of the loop's pass, all together, just before the reactor waits:
+        # threads woken while it still works would take the GIL from it at each of its system
+        # calls; and on the reactor's thread, the responses then go out in one burst, which
+        # the client reads in one wake-up instead of one per response.
         batch = self._batch
-        batch.append(exchange.run)
+        batch.append(exchange)
         if len(batch) == 1:
-            self._reactor.call_soon(self._submit_batch)
+            self._reactor.call_soon(self._run_batch)
 
-    def _submit_batch(self):
+    def _run_batch(self):
         batch, self._batch = self._batch, []
-        self.pool.submit_all(batch)
+        if self.pool is not None:
+            self.pool.submit_all([exchange.run for exchange in batch])
+        else:
+            for exchange in batch:
+                exchange.run_inline()
 
 
 class Exchange:
