@@ -236,3 +236,32 @@ def test_a_2_gib_chunked_upload_is_refused_by_max_body_and_the_app_is_never_call
             status = None                           # (a reset may overtake the 413)
         assert status in (413, None)
         assert rec.calls == 0
+
+
+def test_when_closed_callbacks_end_with_their_request():
+    """What a handler registers for the case the client leaves (``when_closed``) ends with its
+    request: a long keep-alive connection keeps none of it, and a later close calls none."""
+    from eventloop import Reactor
+    from launchers import reactor_thread
+    from servers.http import Handler, HTTPServer
+
+    called = []
+
+    class Registers(Handler):
+        def do_GET(self, request):
+            request.when_closed(lambda: called.append(request.path))
+            request.respond(200, [("Content-Type", "text/plain")], b"ok")
+
+    reactor = Reactor()
+    server = HTTPServer(("127.0.0.1", 0), Registers(), reactor=reactor)
+    with reactor_thread(reactor):
+        s = connect(server)
+        r = Reader(s)
+        for i in range(30):
+            s.sendall(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % i)
+            assert r.response()[2] == b"ok"
+        channel, = server.channels
+        assert not channel._close_callbacks
+        s.close()
+        wait_for(lambda: not server.channels)
+    assert called == []

@@ -287,6 +287,7 @@ class HTTPChannel(DispatcherWithSend):
         """Both sides are done with a request: wait for the next one."""
         self.conn.start_next_cycle()
         self._req = None
+        self._close_callbacks = None        # (they were for that request)
         self.phase = WAIT
         self._since = now = self._last_io
         self.rearm_timeout(now + self.server.keepalive_timeout)
@@ -370,7 +371,8 @@ class HTTPChannel(DispatcherWithSend):
             self._output().write(self.conn.send(_CONTINUE))
 
     def when_closed(self, callback):
-        """Call ``callback()`` as the connection closes (at once if it has); it must not write."""
+        """Call ``callback()`` if the connection closes before the current request is done
+        with (at once if it has closed); it must not write."""
         if not self.connected:
             callback()
         elif self._close_callbacks is None:

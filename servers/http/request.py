@@ -121,8 +121,9 @@ class HTTPRequest:
         self._channel.send_continue(self)
 
     def when_closed(self, callback):
-        """Call ``callback()`` as the connection closes (at once if it has): for work elsewhere
-        (another thread) that must learn the client went away.  It must not write."""
+        """Call ``callback()`` if the connection closes before this request is done with (at
+        once if it has closed): for work elsewhere (another thread) that must learn the client
+        went away.  It must not write."""
         self._channel.when_closed(callback)
 
     def send_file(self, path, content_type=None):
