@@ -2,6 +2,7 @@
 import argparse
 import collections
 import errno
+import functools
 import logging
 import math
 import socket
@@ -31,6 +32,35 @@ def add_address_arguments(parser, default_port, port_help):
                              "an IPv6 address such as :: listens on IPv6)")
 
 
+def add_quiet_argument(parser, what):
+    """The ``-q`` every server takes: silence the per-connection log (``what`` it says)."""
+    parser.add_argument("-q", "--quiet", action="store_true", help="do not log %s" % what)
+
+
+class _Formatter(logging.Formatter):
+    """``fmt`` for ordinary records; ERROR and above as ``PROG: error: message``, so that every
+    error line a server writes on stderr starts with the program's name, as argparse's do."""
+
+    def __init__(self, prog, fmt):
+        logging.Formatter.__init__(self, fmt)
+        self._error = logging.Formatter(prog + ": error: %(message)s")
+
+    def format(self, record):
+        if record.levelno >= logging.ERROR:
+            return self._error.format(record)
+        return logging.Formatter.format(self, record)
+
+
+def log_to_stderr(prog, fmt="%(asctime)s %(name)s: %(message)s", level=logging.INFO):
+    """Send the root logger's records at ``level`` and above to stderr: ``fmt``, or
+    ``PROG: error: message`` for errors."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter(prog, fmt))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
 def cannot_listen(prog, args, exc):
     """Report a failed bind on one stderr line; returns the exit status (1)."""
     hint = " (ports below 1024 need root)" if exc.errno == errno.EACCES else ""
@@ -39,12 +69,29 @@ def cannot_listen(prog, args, exc):
     return 1
 
 
+def interrupted():
+    """Say, on one stderr line, that Ctrl-C stopped the server (http.server's words); the
+    exit status that follows is 0.  On a terminal the line starts below the echoed ``^C``."""
+    lead = "\n" if sys.stderr.isatty() else ""
+    print(lead + "Keyboard interrupt received, exiting.", file=sys.stderr, flush=True)
+    return 0
+
+
+def exits_on_ctrl_c(main):
+    """Decorate a server's ``main()``: Ctrl-C, whenever it comes (while starting, logging the
+    banner or serving), ends it with one line and exit status 0, no traceback."""
+    @functools.wraps(main)
+    def guarded(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except KeyboardInterrupt:
+            return interrupted()
+    return guarded
+
+
 def run_loop():
-    """Run the default reactor until no channel is left; Ctrl-C exits 130, no traceback."""
-    try:
-        eventloop.loop()
-    except KeyboardInterrupt:
-        return 130
+    """Run the default reactor until no channel is left; exit status 0."""
+    eventloop.loop()
     return 0
 
 

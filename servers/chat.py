@@ -1,6 +1,6 @@
 """A line-based chat room for telnet and nc clients, on :class:`eventloop.AsyncChat`.
 
-    python -m servers.chat [PORT] [-b ADDR]
+    python -m servers.chat [PORT] [-b ADDR] [-q]
 
 Every connection is an ``AsyncChat`` channel with ``\\n`` as its terminator: the channel
 collects the bytes of a line, and ``found_terminator`` turns the line into a message for
@@ -31,7 +31,8 @@ import sys
 import unicodedata
 
 from eventloop import AsyncChat, Listener, format_address
-from servers import add_address_arguments, cannot_listen, run_loop
+from servers import (add_address_arguments, add_quiet_argument, cannot_listen, exits_on_ctrl_c,
+                     log_to_stderr, run_loop)
 
 __all__ = ["DEFAULT_PORT", "ChatRoom", "ChatChannel", "ChatServer", "FloodControl",
            "nick_error", "strip_telnet", "main"]
@@ -39,6 +40,8 @@ __all__ = ["DEFAULT_PORT", "ChatRoom", "ChatChannel", "ChatServer", "FloodContro
 DEFAULT_PORT = 8023
 
 log = logging.getLogger("servers.chat")
+#: What each member does (connects, joins, renames, leaves, floods): ``-q`` silences it.
+member_log = logging.getLogger("servers.chat.member")
 
 HELP = """\
 * commands:
@@ -179,7 +182,7 @@ class ChatRoom:
         """Admit ``member`` under a guest name and tell the others."""
         member.nick = self.guest_name()
         self.members[member.nick.casefold()] = member
-        log.info("%s joined", member.nick)
+        member_log.info("%s joined", member.nick)
         if len(self.members) <= self.announce_limit:
             self.broadcast("* %s has joined" % member.nick, exclude=member)
 
@@ -188,7 +191,7 @@ class ChatRoom:
         if self.members.get(member.nick.casefold()) is not member:
             return
         del self.members[member.nick.casefold()]
-        log.info("%s %s", member.nick, notice)
+        member_log.info("%s %s", member.nick, notice)
         if len(self.members) < self.announce_limit:
             self.broadcast("* %s %s" % (member.nick, notice))
 
@@ -204,7 +207,7 @@ class ChatRoom:
         del self.members[old.casefold()]
         member.nick = nick
         self.members[nick.casefold()] = member
-        log.info("%s is now %s", old, nick)
+        member_log.info("%s is now %s", old, nick)
         self.broadcast("* %s is now known as %s" % (old, nick), exclude=member)
         return None
 
@@ -346,7 +349,7 @@ class ChatChannel(AsyncChat):
             self._told_flood = True
             limits = [("%g lines" % self.flood_lines) if self.flood_lines else "",
                       ("%g bytes" % self.flood_bytes) if self.flood_bytes else ""]
-            log.info("%s sends more than %s a second: its input is paused while it does",
+            member_log.info("%s sends more than %s a second: its input is paused while it does",
                      self.nick, " or ".join(filter(None, limits)))
         return wait
 
@@ -482,7 +485,7 @@ class ChatServer(Listener):
                        "progress_timeout": progress_timeout}
 
     def handle_accepted(self, sock, addr):
-        log.info("connection from %s", format_address(addr))
+        member_log.info("connection from %s", format_address(addr))
         self.channel(sock, self.room, map=self._map, **self.limits)
 
 
@@ -497,11 +500,12 @@ def _rate(text):
     return value
 
 
+@exits_on_ctrl_c
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m servers.chat",
         usage="%(prog)s [PORT] [-b ADDR] [--flood-lines N] [--flood-bytes N] "
-              "[--progress-timeout S]",
+              "[--progress-timeout S] [-q]",
         description="A chat room for telnet and nc clients: every line goes to everyone "
                     "else; /help lists the commands.")
     add_address_arguments(parser, DEFAULT_PORT,
@@ -517,9 +521,12 @@ def main(argv=None):
                         "%d bytes: one that has read nothing since the last look, or owes "
                         "more than then, is disconnected (default %%(default)g)"
                         % ChatChannel.max_queued)
+    add_quiet_argument(parser, "what each member does (connects, joins, renames, leaves)")
     args = parser.parse_args(argv)
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    log_to_stderr(parser.prog)
+    if args.quiet:
+        member_log.setLevel(logging.WARNING)
     try:
         server = ChatServer(args.bind, args.port, flood_lines=args.flood_lines,
                             flood_bytes=args.flood_bytes, progress_timeout=args.progress_timeout)

@@ -1,6 +1,6 @@
 """RFC 862 echo server over TCP and UDP: whatever arrives goes back.
 
-    python -m servers.echo [PORT] [-b ADDR]
+    python -m servers.echo [PORT] [-b ADDR] [-q]
 
 The TCP side is the reactor pattern in miniature: the reactor calls ``handle_read``
 when a client's bytes arrive, we queue them for sending, and the reactor calls
@@ -16,7 +16,8 @@ import logging
 import sys
 
 from eventloop import DispatcherWithSend, Listener, format_address
-from servers import UDPServer, add_address_arguments, cannot_listen, open_on_one_port, run_loop
+from servers import (UDPServer, add_address_arguments, add_quiet_argument, cannot_listen,
+                     exits_on_ctrl_c, log_to_stderr, open_on_one_port, run_loop)
 
 __all__ = ["DEFAULT_PORT", "EchoHandler", "EchoServer", "UDPEchoServer", "start", "main"]
 
@@ -24,6 +25,8 @@ __all__ = ["DEFAULT_PORT", "EchoHandler", "EchoServer", "UDPEchoServer", "start"
 DEFAULT_PORT = 8007
 
 log = logging.getLogger("servers.echo")
+#: One line per TCP connection goes here; silence it (``-q``) without silencing the rest.
+connection_log = logging.getLogger("servers.echo.connection")
 
 
 class EchoHandler(DispatcherWithSend):
@@ -62,7 +65,7 @@ class EchoServer(Listener):
         Listener.__init__(self, host, port, map=map)
 
     def handle_accepted(self, sock, addr):
-        log.info("connection from %s", format_address(addr))
+        connection_log.info("connection from %s", format_address(addr))
         self.handler(sock, map=self._map)
 
 
@@ -83,16 +86,20 @@ def start(host="", port=DEFAULT_PORT, *, map=None):
                                    lambda p: UDPEchoServer(host, p, map=map)])
 
 
+@exits_on_ctrl_c
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m servers.echo", usage="%(prog)s [PORT] [-b ADDR]",
+        prog="python -m servers.echo", usage="%(prog)s [PORT] [-b ADDR] [-q]",
         description="RFC 862 echo server: sends back every byte received over TCP "
                     "and every datagram received over UDP.")
     add_address_arguments(parser, DEFAULT_PORT,
                           "port for both transports (default %(default)s; 0 picks a free one)")
+    add_quiet_argument(parser, "each TCP connection")
     args = parser.parse_args(argv)
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    log_to_stderr(parser.prog)
+    if args.quiet:
+        connection_log.setLevel(logging.WARNING)
     try:
         servers = start(args.bind, args.port)
     except OSError as exc:

@@ -14,7 +14,8 @@ import sys
 import time
 
 from eventloop import Listener, format_address, rfc868
-from servers import UDPServer, add_address_arguments, cannot_listen, open_on_one_port, run_loop
+from servers import (UDPServer, add_address_arguments, add_quiet_argument, cannot_listen,
+                     exits_on_ctrl_c, log_to_stderr, open_on_one_port, run_loop)
 
 __all__ = ["DEFAULT_PORT", "TimeServer", "UDPTimeServer", "start", "main"]
 
@@ -78,6 +79,7 @@ def start(host="", port=DEFAULT_PORT, *, tcp=True, udp=True, now=time.time, map=
     return open_on_one_port(port, openers)
 
 
+@exits_on_ctrl_c
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m servers.time",
@@ -90,10 +92,10 @@ def main(argv=None):
     only = parser.add_mutually_exclusive_group()
     only.add_argument("--tcp-only", action="store_true", help="do not serve UDP")
     only.add_argument("--udp-only", action="store_true", help="do not serve TCP")
-    parser.add_argument("-q", "--quiet", action="store_true", help="do not log each request")
+    add_quiet_argument(parser, "each request")
     args = parser.parse_args(argv)
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    log_to_stderr(parser.prog)
     if args.quiet:
         request_log.setLevel(logging.WARNING)
     try:

@@ -108,7 +108,7 @@ def test_defaults_are_those_of_the_issue():
     args = parse_args([])
     assert (args.port, args.bind, args.directory) == (8000, "0.0.0.0", os.getcwd())
     assert (args.max_body, args.head_timeout, args.keepalive_timeout) == (1 << 20, 10.0, 5.0)
-    assert (args.workers, args.quiet, args.echo, args.follow_symlinks) == (0, False, False, False)
+    assert (args.workers, args.quiet, args.echo, args.follow_symlinks) == (None, False, False, False)
     args = parse_args(["8080", "-b", "::1", "-d", "/", "-q", "--max-body", "2M",
                        "--head-timeout", "0.5", "--keepalive-timeout", "1.5", "--workers", "3",
                        "--follow-symlinks", "--echo"])
@@ -118,7 +118,8 @@ def test_defaults_are_those_of_the_issue():
 
 
 @pytest.mark.parametrize("argv", [["70000"], ["-d", "/no/such/dir"], ["--max-body", "lots"],
-                                  ["--head-timeout", "0"], ["--workers", "-1"], ["x"]])
+                                  ["--head-timeout", "0"], ["--workers", "-1"], ["--workers", "0"],
+                                  ["x"]])
 def test_bad_arguments_exit_2(argv):
     proc = subprocess.run([sys.executable, "-m", "servers.http", *argv], cwd=ROOT,
                           capture_output=True, text=True, timeout=30)
@@ -271,7 +272,8 @@ def test_port_in_use_is_a_one_line_error(www):
                                "127.0.0.1", "-d", str(www)], cwd=ROOT, capture_output=True,
                               text=True, timeout=30)
         assert proc.returncode == 1
-        assert proc.stderr.startswith("error: cannot listen on 127.0.0.1 port %d:" % prog.port)
+        assert proc.stderr.startswith("python -m servers.http: cannot listen on 127.0.0.1 port %d:"
+                                      % prog.port)
         assert "Traceback" not in proc.stderr
     finally:
         prog.stop()

@@ -384,7 +384,7 @@ def test_a_fatal_error_closes_only_its_channel(kind, name, op, step, caplog):
     # A peer that went away is not a program error: nothing is logged at ERROR.
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     if kind == "chat":
-        assert any(r.name == "servers.chat" and r.getMessage().endswith("has left") for r in caplog.records)
+        assert any(r.name == "servers.chat.member" and r.getMessage().endswith("has left") for r in caplog.records)
 
 
 @pytest.mark.parametrize("kind, op, step", EVERY_STEP)

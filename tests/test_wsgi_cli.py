@@ -94,6 +94,7 @@ def test_workers_share_the_port_and_say_multiprocess():
     (["--threads", "-1"], b"--threads must not be negative"),
     (["--url-prefix", "app"], b"--url-prefix must start with /"),
     (["--max-body", "lots"], b"not a size"),
+    (["--workers", "0"], b"not a number of workers"),
 ])
 def test_bad_options_are_usage_errors(args, message):
     result = run("tests.wsgi_apps:hello", *args)

@@ -181,6 +181,7 @@ def test_the_cli_exits_at_sigint_after_the_graceful_timeout_even_with_a_stuck_ap
         assert proc.returncode == 0
         assert time.monotonic() - started < 5.0
         assert b"still busy" in err and b"Traceback" not in err
+        assert err.rstrip().endswith(b"Keyboard interrupt received, exiting.")
         s.close()
     finally:
         if proc.poll() is None:
@@ -261,7 +262,9 @@ def test_when_closed_callbacks_end_with_their_request():
             s.sendall(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % i)
             assert r.response()[2] == b"ok"
         channel, = server.channels
-        assert not channel._close_callbacks
+        # (The last request's may still be there: the client can read its response before
+        # the reactor thread has moved the channel on.)
+        assert len(channel._close_callbacks or ()) <= 1
         s.close()
         wait_for(lambda: not server.channels)
-    assert called == []
+    assert set(called) <= {"/29"}

@@ -450,15 +450,15 @@ class Connection:
                 extra = f"Content-Length: {body_length}\r\n"
         elif te is not None:
             _is_chunked(te, LocalProtocolError, False)
-            if self._peer_version == "1.0":
-                raise LocalProtocolError("can't send a chunked response to an HTTP/1.0 client")
+            if self._peer_version == "1.0" or event.version == "1.0":
+                raise LocalProtocolError("can't send a chunked response to or as HTTP/1.0")
             writer = ChunkedWriter()
         elif length is not None:
             writer = ContentLengthWriter(length)
         elif body_length is not None:
             extra = f"Content-Length: {body_length}\r\n"
             writer = ContentLengthWriter(body_length)
-        elif self._peer_version == "1.1":
+        elif self._peer_version == "1.1" and event.version == "1.1":
             extra = "Transfer-Encoding: chunked\r\n"
             writer = ChunkedWriter()
         else:

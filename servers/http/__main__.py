@@ -1,21 +1,30 @@
 """``python -m servers.http [PORT] [-b ADDR] [-d DIR]``: serve a directory over HTTP/1.1.
 
-Like ``python -m http.server``, with keep-alive, pipelining, timeouts, ``os.sendfile`` and
-optional pre-forked workers.  The access log (Common Log Format) goes to stderr through the
-logger ``servers.http.access``; ``-q`` silences it.
+Like ``python -m http.server`` (and with its ``-b``, ``-d``, ``-p``/``--protocol``,
+``-H``/``--header`` and ``--content-type``), with keep-alive, pipelining, timeouts,
+``os.sendfile`` and optional pre-forked workers.  The access log (Common Log Format) goes to
+stderr through the logger ``servers.http.access``; ``-q`` silences it.  Errors are one line
+on stderr starting ``python -m servers.http:``; Ctrl-C exits 0 after one line.
 """
 import argparse
 import logging
 import os
+import re
 import signal
 import sys
 
 from eventloop import get_reactor
+from eventloop.http11 import Headers, LocalProtocolError
+from servers import cannot_listen, exits_on_ctrl_c, interrupted, log_to_stderr
 
+from . import files
 from .app import EchoHandler
+from .messages import PROTOCOLS, extra_fields
 from .server import HTTPServer
 from .static import StaticFiles
 from .workers import Prefork
+
+PROG = "python -m servers.http"
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
@@ -40,9 +49,35 @@ def _seconds(text):
     return value
 
 
+def _workers(text):
+    """A number of worker processes: 1 or more."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError("not a number of workers (1 or more): %r" % text)
+    return n
+
+
+_MEDIA_TYPE = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+/[-!#$%&'*+.^_`|~0-9A-Za-z]+(\s*;.*)?")
+
+
+def _media_type(text):
+    """A Content-Type value: ``type/subtype``, with parameters if any (``text/plain;
+    charset=utf-8``)."""
+    try:
+        (_, value), = Headers([("Content-Type", text)])
+    except LocalProtocolError:
+        value = ""
+    if not _MEDIA_TYPE.fullmatch(value):
+        raise argparse.ArgumentTypeError("not a media type: %r (use e.g. text/plain)" % text)
+    return value
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m servers.http",
+        prog=PROG,
         description="Serve a directory over HTTP/1.1 (keep-alive, ranges, sendfile).")
     parser.add_argument("port", metavar="PORT", nargs="?", type=int, default=8000,
                         help="port to listen on (default 8000; 0 picks a free one)")
@@ -59,7 +94,19 @@ def parse_args(argv=None):
                         help="time allowed for a request head to arrive (default 10)")
     parser.add_argument("--keepalive-timeout", metavar="SECONDS", type=_seconds, default=5.0,
                         help="idle time before a keep-alive connection is closed (default 5)")
-    parser.add_argument("--workers", metavar="N", type=int, default=0,
+    parser.add_argument("-p", "--protocol", metavar="VERSION", choices=PROTOCOLS,
+                        default="HTTP/1.1",
+                        help="the HTTP version to answer with: HTTP/1.1 (the default) or "
+                             "HTTP/1.0, which closes the connection after each response")
+    parser.add_argument("-H", "--header", metavar=("NAME", "VALUE"), nargs=2,
+                        action="append", default=[], dest="headers",
+                        help="add this header to every response, error pages included "
+                             "(repeatable)")
+    parser.add_argument("--content-type", metavar="TYPE", type=_media_type,
+                        default=files.DEFAULT_TYPE,
+                        help="Content-Type of files with an unknown extension or none "
+                             "(default %(default)s)")
+    parser.add_argument("--workers", metavar="N", type=_workers, default=None,
                         help="pre-fork N worker processes sharing the port (default: serve "
                              "in this process)")
     parser.add_argument("--echo", action="store_true",
@@ -68,15 +115,18 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error("PORT must be in 0..65535")
-    if args.workers < 0:
-        parser.error("--workers must not be negative")
+    try:
+        args.headers = extra_fields(args.headers)
+    except ValueError as exc:
+        parser.error("-H/--header: %s" % exc)
     if not args.echo and not os.path.isdir(args.directory):
         parser.error("not a directory: %r" % args.directory)
     return args
 
 
-def configure_logging(quiet):
-    """Access log lines as they are on stderr; other messages with their level."""
+def configure_logging(quiet, prog=PROG):
+    """Access log lines as they are on stderr; other messages with their level (errors as
+    ``prog: error: ...``)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     access = logging.getLogger("servers.http.access")
@@ -84,8 +134,7 @@ def configure_logging(quiet):
     access.propagate = False
     access.setLevel(logging.WARNING if quiet else logging.INFO)
     logging.getLogger("servers.http").setLevel(logging.INFO)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    log_to_stderr(prog, "%(levelname)s %(name)s: %(message)s", logging.WARNING)
 
 
 def _banner(address):
@@ -94,12 +143,17 @@ def _banner(address):
     return "Serving HTTP on %s port %d (http://%s:%d/) ..." % (host, port, url_host, port)
 
 
+@exits_on_ctrl_c
 def main(argv=None):
     args = parse_args(argv)
     configure_logging(args.quiet)
-    app = EchoHandler() if args.echo else StaticFiles(args.directory, args.follow_symlinks)
+    if args.echo:
+        app = EchoHandler()
+    else:
+        app = StaticFiles(args.directory, args.follow_symlinks, default_type=args.content_type)
     options = dict(max_body=args.max_body, head_timeout=args.head_timeout,
-                   keepalive_timeout=args.keepalive_timeout)
+                   keepalive_timeout=args.keepalive_timeout, protocol=args.protocol,
+                   extra_headers=args.headers)
     address = (args.bind, args.port)
 
     try:
@@ -109,18 +163,16 @@ def main(argv=None):
 
             prefork = Prefork(address, args.workers, setup)
             print(_banner(prefork.bind()), file=sys.stderr, flush=True)
-            return prefork.run()
+            code = prefork.run()
+            if prefork.stopped_by == signal.SIGINT:
+                interrupted()
+            return code
         server = HTTPServer(address, app, **options)
     except OSError as exc:
-        print("error: cannot listen on %s port %d: %s" % (args.bind, args.port, exc),
-              file=sys.stderr)
-        return 1
+        return cannot_listen(PROG, args, exc)
     print(_banner(server.server_address), file=sys.stderr, flush=True)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-    try:
-        get_reactor().run()
-    except KeyboardInterrupt:
-        print("\nKeyboard interrupt received, exiting.", file=sys.stderr)
+    get_reactor().run()
     return 0
 
 

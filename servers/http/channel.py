@@ -234,6 +234,8 @@ class HTTPChannel(DispatcherWithSend):
             t = type(event)
             if t is Request:
                 req = self._req = HTTPRequest(self, event, self.addr)
+                if self.server.protocol == "HTTP/1.0":
+                    req._close = True           # an HTTP/1.0 server closes after each response
                 self._body = None
                 self.phase = BODY
                 body_sink = self.server.body_sink
@@ -306,7 +308,8 @@ class HTTPChannel(DispatcherWithSend):
             if self.conn.they_are_waiting_for_100_continue:
                 if self._sink is not None:
                     # The handler gets the request once its body is in: the client must send it.
-                    self._output().write(self.conn.send(_CONTINUE))
+                    if server.protocol != "HTTP/1.0":
+                        self._output().write(self.conn.send(_CONTINUE))
                 elif not self._admit_body(self._req):
                     return              # 100 Continue once the body has room
                 if self._body is _DISCARD:
@@ -317,7 +320,8 @@ class HTTPChannel(DispatcherWithSend):
                         return
                 else:
                     self._body = b""    # kept from here: an empty chunked body has no Data
-                    self._output().write(self.conn.send(_CONTINUE))
+                    if server.protocol != "HTTP/1.0":   # (HTTP/1.0 has no 1xx responses)
+                        self._output().write(self.conn.send(_CONTINUE))
         elif phase == ROOM:
             return                      # reading stays paused until the body has room
         elif phase == APP:                          # the body streams to the handler
@@ -366,7 +370,8 @@ class HTTPChannel(DispatcherWithSend):
     def send_continue(self, req):
         """Tell a client waiting with ``Expect: 100-continue`` to send the body of ``req``."""
         if (self.connected and req is self._req and req._state == NOT_STARTED
-                and self._sink is not None and self.conn.they_are_waiting_for_100_continue):
+                and self._sink is not None and self.conn.they_are_waiting_for_100_continue
+                and self.server.protocol != "HTTP/1.0"):
             req._close = False
             self._output().write(self.conn.send(_CONTINUE))
 

@@ -22,8 +22,8 @@ from urllib.parse import quote, unquote
 from .messages import parse_http_date
 
 __all__ = [
-    "CONTENT_TYPES", "INDEX_FILES", "RESOURCE_SHORTAGE", "MAX_RANGES", "Resolved",
-    "Root", "RangeResult", "ByteRanges", "content_type", "request_names", "resolve",
+    "CONTENT_TYPES", "DEFAULT_TYPE", "INDEX_FILES", "RESOURCE_SHORTAGE", "MAX_RANGES",
+    "Resolved", "Root", "RangeResult", "ByteRanges", "content_type", "request_names", "resolve",
     "listing_html", "etag_for", "evaluate_conditional",
     "parse_range", "parse_ranges", "coalesce_ranges", "content_range", "byteranges_framing",
 ]
@@ -75,7 +75,8 @@ _TEXTUAL_APPLICATION_TYPES = frozenset({
     "application/xml", "application/yaml", "application/toml",
 })
 
-_DEFAULT_TYPE = "application/octet-stream"
+#: The Content-Type of a file whose extension is unknown or missing.
+DEFAULT_TYPE = "application/octet-stream"
 
 
 def _is_textual(media_type: str) -> bool:
@@ -84,20 +85,21 @@ def _is_textual(media_type: str) -> bool:
             or media_type.endswith("+json") or media_type.endswith("+xml"))
 
 
-def content_type(filename: str) -> str:
+def content_type(filename: str, default: str = DEFAULT_TYPE) -> str:
     """Return the Content-Type for *filename* (a name or a path) from its extension.
 
     The lookup is case-insensitive and uses only ``CONTENT_TYPES``, so the answer is the
-    same on every platform; textual types get ``; charset=utf-8``; names without an
-    extension (including dotfiles such as ``.bashrc``) are ``application/octet-stream``.
+    same on every platform; textual types get ``; charset=utf-8``; names with an unknown
+    extension or none (including dotfiles such as ``.bashrc``) get *default*, as it is
+    (``application/octet-stream`` unless told otherwise: ``--content-type``).
     """
     base = filename.replace("\\", "/").rpartition("/")[2]
     stem, dot, ext = base.rpartition(".")
     if not dot or not stem:
-        return _DEFAULT_TYPE
+        return default
     media_type = CONTENT_TYPES.get(ext.lower())
     if media_type is None:
-        return _DEFAULT_TYPE
+        return default
     if _is_textual(media_type):
         return media_type + "; charset=utf-8"
     return media_type

@@ -15,11 +15,11 @@ import time
 from http import HTTPStatus
 from typing import Optional
 
-from eventloop.http11 import Headers, Response
+from eventloop.http11 import Headers, LocalProtocolError, Response
 
 __all__ = ["SERVER_NAME", "REASONS", "reason_for", "error_page", "http_date", "parse_http_date",
-           "current_date", "ResponseHeads", "KEEP", "CLOSE", "KEEP10", "has_field",
-           "log_escape", "common_log_line"]
+           "current_date", "ResponseHeads", "KEEP", "CLOSE", "KEEP10", "PROTOCOLS",
+           "extra_fields", "has_field", "log_escape", "common_log_line"]
 
 #: The ``Server`` header value.
 SERVER_NAME = "eventloop-http/0.1 Python/%d.%d" % sys.version_info[:2]
@@ -184,17 +184,49 @@ def current_date(_time=time.time) -> str:
 KEEP, CLOSE, KEEP10 = 0, 1, 2
 _CONNECTION_FIELDS = {CLOSE: ("Connection", "close"), KEEP10: ("Connection", "keep-alive")}
 
+#: The protocols a server may answer with (http.server's ``protocol_version``): HTTP/1.0
+#: closes the connection after every response.
+PROTOCOLS = ("HTTP/1.0", "HTTP/1.1")
+
+# Fields that frame the message or manage the connection: the server alone writes them, so an
+# extra field may not name them (a second Content-Length would make every response invalid).
+_SERVER_OWNED = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive",
+                           "upgrade", "trailer", "te"})
+
+
+def extra_fields(pairs):
+    """Check ``(name, value)`` pairs meant for every response (``-H NAME VALUE``): a tuple of
+    valid fields.  Raises ValueError, naming the field, for a name that is not a token or is
+    one the server must own (framing, connection), or a value with CR, LF, NUL or another
+    control character."""
+    fields = []
+    for name, value in pairs:
+        try:
+            field, = Headers([(name, value)])
+        except LocalProtocolError as exc:
+            raise ValueError(str(exc)) from None
+        if field[0].lower() in _SERVER_OWNED:
+            raise ValueError("the server sets %s itself" % field[0])
+        fields.append(field)
+    return tuple(fields)
+
 
 class ResponseHeads:
     """Builds the :class:`~eventloop.http11.Response` for a status and a handler's fields, adding
-    ``Server``, ``Date`` and the ``Connection`` field of the variant (KEEP, CLOSE, KEEP10) unless
-    the handler gave them.  Identical heads are built once per second: most responses repeat
-    the fields of a few earlier ones (the file cache hands out the same tuples)."""
+    ``Server``, ``Date``, the server's ``extra`` fields (see :func:`extra_fields`) and the
+    ``Connection`` field of the variant (KEEP, CLOSE, KEEP10) unless the handler gave them; an
+    extra ``Server`` or ``Date`` replaces the server's own.  ``version`` is the status line's
+    ("1.1", or "1.0" for a server speaking HTTP/1.0).  Identical heads are built once per
+    second: most responses repeat the fields of a few earlier ones (the file cache hands out
+    the same tuples)."""
 
     max_memo = 1024
 
-    def __init__(self, server_name=SERVER_NAME):
+    def __init__(self, server_name=SERVER_NAME, *, version="1.1", extra=()):
         self.server_name = server_name
+        self.version = version
+        self.extra = tuple(extra)
+        self._extra_names = {name.lower() for name, _ in self.extra}
         self._memo = {}
         self._memo_date = None
 
@@ -234,15 +266,17 @@ class ResponseHeads:
         else:
             given = Headers(headers)
         names = {name.lower() for name, _ in given}
+        ours = names | self._extra_names
         fields = []
-        if "server" not in names:
+        if "server" not in ours:
             fields.append(("Server", self.server_name))
-        if "date" not in names:
+        if "date" not in ours:
             fields.append(("Date", date))
         fields.extend(given)
+        fields.extend(self.extra)
         if variant and "connection" not in names:
             fields.append(_CONNECTION_FIELDS[variant])
-        return Response(status, Headers(fields), reason_for(status))
+        return Response(status, Headers(fields), reason_for(status), self.version)
 
 
 def has_field(headers, lowercase_name) -> bool:

@@ -14,7 +14,7 @@ from eventloop import Dispatcher, get_reactor
 
 from .budget import BodyBudget
 from .channel import HTTPChannel
-from .messages import SERVER_NAME, ResponseHeads
+from .messages import PROTOCOLS, SERVER_NAME, ResponseHeads, extra_fields
 from .static import StaticFiles
 
 __all__ = ["HTTPServer", "bind_socket"]
@@ -62,7 +62,11 @@ class HTTPServer(Dispatcher):
     nothing); ``head_timeout``: seconds for a request head to arrive, from its first byte (from
     the accept for the first request); ``keepalive_timeout``: seconds an idle connection is
     kept between requests; ``io_timeout``: seconds a transfer (body upload, response download)
-    may make no progress; ``reactor``: where to run (default: the default reactor).
+    may make no progress; ``protocol``: "HTTP/1.1", or "HTTP/1.0" to answer every request as
+    HTTP/1.0 and close the connection after it (http.server's ``protocol_version``);
+    ``extra_headers``: ``(name, value)`` pairs added to every response, error pages included
+    (ValueError if one is not a valid field, or names a framing or connection field);
+    ``reactor``: where to run (default: the default reactor).
     ``server_address`` is the bound address (with the real port when port 0 was asked for).
     """
 
@@ -72,7 +76,10 @@ class HTTPServer(Dispatcher):
     def __init__(self, address=("", 8000), app=None, *, sock=None, reactor=None,
                  max_body=1 << 20, head_timeout=10.0, keepalive_timeout=5.0, io_timeout=60.0,
                  backlog=1024, server_name=SERVER_NAME, channel_class=None,
-                 max_buffered_bodies=None):
+                 max_buffered_bodies=None, protocol="HTTP/1.1", extra_headers=()):
+        if protocol not in PROTOCOLS:
+            raise ValueError("protocol must be one of %s, not %r"
+                             % (", ".join(PROTOCOLS), protocol))
         if max_buffered_bodies is None:
             max_buffered_bodies = max(64 << 20, max_body or 0)
         elif max_body is not None and max_buffered_bodies < max_body:
@@ -87,7 +94,9 @@ class HTTPServer(Dispatcher):
         self.body_sink = getattr(app, "body_sink", None)    # see HTTPChannel: streamed bodies
         self.max_body = max_buffered_bodies if max_body is None else max_body
         self.body_budget = BodyBudget(max_buffered_bodies, reactor, io_timeout)
-        self.response_head = ResponseHeads(server_name)
+        self.protocol = protocol
+        self.response_head = ResponseHeads(server_name, version=protocol[5:],
+                                           extra=extra_fields(extra_headers))
         self._reactor = reactor
         self.head_timeout = head_timeout
         self.keepalive_timeout = keepalive_timeout

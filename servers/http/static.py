@@ -466,12 +466,15 @@ class StaticFiles(Handler):
 
     No request reaches outside ``root``: every path is looked up beneath a descriptor on it,
     race-free (:class:`servers.http.files.Root`; symlinks leading out are refused unless
-    ``follow_symlinks``).  Subclass it to add ``do_POST`` and friends.
+    ``follow_symlinks``).  ``default_type`` is the Content-Type of files whose extension is
+    unknown (or missing).  Subclass it to add ``do_POST`` and friends.
     """
 
-    def __init__(self, root=".", follow_symlinks=False, cache=None):
+    def __init__(self, root=".", follow_symlinks=False, cache=None, *,
+                 default_type=files.DEFAULT_TYPE):
         self.root = os.path.abspath(root)
         self.follow_symlinks = follow_symlinks
+        self.default_type = default_type
         self.cache = cache if cache is not None else FileCache()
         self.tree = files.Root(self.root, follow_symlinks)
 
@@ -513,7 +516,9 @@ class StaticFiles(Handler):
         kind = r.kind
         if kind == "file":
             try:
-                entry, fd = cache.load(path, r.fs_path, root=tree, names=r.names, fd=r.fd)
+                entry, fd = cache.load(path, r.fs_path,
+                                       files.content_type(r.fs_path, self.default_type),
+                                       root=tree, names=r.names, fd=r.fd)
             except (OSError, ValueError) as exc:
                 return _refuse(request, exc)
             _serve_and_release(request, cache, entry, fd)

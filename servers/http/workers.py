@@ -59,6 +59,7 @@ class Prefork:
         self.server_address = None
         self.children = {}          # pid -> start time (monotonic)
         self._stopping = False
+        self.stopped_by = None      # the signal that stopped run(), once one has
 
     def bind(self):
         """Bind the port (listening too unless SO_REUSEPORT is used); returns the address."""
@@ -137,6 +138,7 @@ class Prefork:
 
         def stop(signum, frame):
             self._stopping = True
+            self.stopped_by = signum
 
         try:
             handlers[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, lambda s, f: None)

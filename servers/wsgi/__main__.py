@@ -3,14 +3,16 @@
 The application runs in ``--threads`` threads (0: on the reactor thread) while the reactor does
 all the I/O; ``--workers N`` pre-forks N processes, as ``python -m servers.http`` does.  The
 access log (Common Log Format) goes to stderr through the logger ``servers.http.access``; ``-q``
-silences it.  A MODULE:CALLABLE that cannot be loaded is a one-line error and exit status 2.
+silences it.  A MODULE:CALLABLE that cannot be loaded is a one-line error and exit status 2;
+other errors are one line starting ``python -m servers.wsgi:``; Ctrl-C exits 0 after one line.
 """
 import argparse
 import signal
 import sys
 
 from eventloop import get_reactor
-from servers.http.__main__ import _banner, _seconds, _size, configure_logging
+from servers import cannot_listen, exits_on_ctrl_c, interrupted
+from servers.http.__main__ import _banner, _seconds, _size, _workers, configure_logging
 from servers.http.workers import Prefork
 
 from .server import AppNotFound, WSGIServer, load_application
@@ -30,7 +32,7 @@ def parse_args(argv=None):
     parser.add_argument("--threads", metavar="N", type=int, default=4,
                         help="application threads (default 4; 0 runs the application on the "
                              "reactor thread: only for applications that never block)")
-    parser.add_argument("--workers", metavar="N", type=int, default=0,
+    parser.add_argument("--workers", metavar="N", type=_workers, default=None,
                         help="pre-fork N worker processes sharing the port (default: serve "
                              "in this process)")
     parser.add_argument("--call", action="store_true",
@@ -56,8 +58,6 @@ def parse_args(argv=None):
         parser.error("PORT must be in 0..65535")
     if args.threads < 0:
         parser.error("--threads must not be negative")
-    if args.workers < 0:
-        parser.error("--workers must not be negative")
     prefix = args.url_prefix.rstrip("/")
     if prefix and not prefix.startswith("/"):
         parser.error("--url-prefix must start with /")
@@ -65,9 +65,10 @@ def parse_args(argv=None):
     return args
 
 
+@exits_on_ctrl_c
 def main(argv=None):
     args = parse_args(argv)
-    configure_logging(args.quiet)
+    configure_logging(args.quiet, PROG)
     try:
         application = load_application(args.app, args.call)
     except AppNotFound as exc:
@@ -75,7 +76,8 @@ def main(argv=None):
         return 2
     options = dict(threads=args.threads, url_scheme=args.url_scheme, script_name=args.url_prefix,
                    max_body=args.max_body, head_timeout=args.head_timeout,
-                   keepalive_timeout=args.keepalive_timeout, multiprocess=args.workers > 1)
+                   keepalive_timeout=args.keepalive_timeout,
+                   multiprocess=(args.workers or 0) > 1)
     address = (args.bind, args.port)
     try:
         if args.workers:
@@ -84,19 +86,19 @@ def main(argv=None):
 
             prefork = Prefork(address, args.workers, setup)
             print(_banner(prefork.bind()), file=sys.stderr, flush=True)
-            return prefork.run()
+            code = prefork.run()
+            if prefork.stopped_by == signal.SIGINT:
+                interrupted()
+            return code
         server = WSGIServer(address, application, **options)
     except OSError as exc:
-        print("%s: error: cannot listen on %s port %d: %s" % (PROG, args.bind, args.port, exc),
-              file=sys.stderr)
-        return 1
+        return cannot_listen(PROG, args, exc)
     print(_banner(server.server_address), file=sys.stderr, flush=True)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     try:
         get_reactor().run()
-    except (KeyboardInterrupt, SystemExit):
-        pass
     finally:
+        # (Ctrl-C goes on to exits_on_ctrl_c, SIGTERM's SystemExit to the interpreter.)
         server.shutdown(args.graceful_timeout)
     return 0
 
