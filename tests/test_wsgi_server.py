@@ -501,3 +501,17 @@ def test_threads_0_runs_the_app_on_the_reactor_thread():
     with serve(app, threads=2) as server:
         get(server, "/")
     assert threads[0] != threads[1] and threads[1].startswith("wsgi-")
+
+
+def test_wsgi_errors_goes_to_logging_one_record_per_line():
+    def app(environ, start_response):
+        errors = environ["wsgi.errors"]
+        errors.write("first line\nsecond ")
+        errors.writelines(["line\n", "partial"])
+        errors.flush()
+        return hello(environ, start_response)
+
+    with serve(app) as server, LogCapture("servers.wsgi.errors") as logs:
+        assert get(server, "/")[2] == HELLO
+        messages = [r.getMessage() for r in logs.records]
+    assert messages == ["first line", "second line", "partial"]

@@ -7,6 +7,7 @@ says can split or reframe the response (CR/LF and other controls, hop-by-hop fie
 """
 import logging
 import re
+import threading
 from urllib.parse import unquote_to_bytes
 
 __all__ = ["base_environ", "request_environ", "parse_status", "check_headers", "HOP_BY_HOP",
@@ -32,10 +33,12 @@ class ErrorStream:
     def __init__(self, name="servers.wsgi.errors"):
         self._log = logging.getLogger(name)
         self._partial = ""
+        self._lock = threading.Lock()       # (one stream serves every application thread)
 
     def write(self, text):
-        lines = (self._partial + text).split("\n")
-        self._partial = lines.pop()
+        with self._lock:
+            lines = (self._partial + text).split("\n")
+            self._partial = lines.pop()
         for line in lines:
             self._log.error("%s", line)
 
@@ -44,9 +47,10 @@ class ErrorStream:
             self.write(line)
 
     def flush(self):
-        if self._partial:
-            self._log.error("%s", self._partial)
-            self._partial = ""
+        with self._lock:
+            partial, self._partial = self._partial, ""
+        if partial:
+            self._log.error("%s", partial)
 
 
 def base_environ(server_name, server_port, url_scheme, script_name, multithread, multiprocess,

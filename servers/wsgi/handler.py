@@ -143,6 +143,8 @@ class WSGIHandler:
             environ = request_environ(self._base, request, self.script_name, body,
                                       None if body.early else body.received)
         if environ is None:
+            if body is not None:
+                body.close()        # what still comes of it is dropped
             request.send_error(404, "Not under %s." % self.script_name)
             return
         exchange = Exchange(self, request, body, environ)
@@ -191,6 +193,7 @@ class Exchange:
         self._drain_armed = False
         self._close_hooked = False
         self._file_sent = False
+        self._closed = False        # the iterable's close() was called
 
     # ------------------------------------------------------------ the application's side
     def start_response(self, status, headers, exc_info=None):
@@ -355,6 +358,10 @@ class Exchange:
             self._close(result)
 
     def _close(self, result):
+        """Call the iterable's ``close()`` (once), release the body."""
+        if self._closed:
+            return
+        self._closed = True
         close = getattr(result, "close", None)
         if close is not None:
             try:
@@ -389,6 +396,8 @@ class Exchange:
         """Send blocks of the iterable while the output queue is below high water; go on when
         it has drained (or stop if the client went away)."""
         it = self._iter
+        if it is None:
+            return                  # (stopped already: the client went away twice over)
         request = self.request
         high = self.handler.high_water
         try:
