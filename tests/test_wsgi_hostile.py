@@ -261,10 +261,6 @@ def test_when_closed_callbacks_end_with_their_request():
         for i in range(30):
             s.sendall(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % i)
             assert r.response()[2] == b"ok"
-        channel, = server.channels
-        # (The last request's may still be there: the client can read its response before
-        # the reactor thread has moved the channel on.)
-        assert len(channel._close_callbacks or ()) <= 1
         s.close()
         wait_for(lambda: not server.channels)
     assert set(called) <= {"/29"}

@@ -113,7 +113,6 @@ class HTTPChannel(DispatcherWithSend):
     _in_process = False         # _process is running (it is not re-entered)
     _discarded = 0              # bytes read and dropped while lingering
     _drain_callbacks = None
-    _close_callbacks = None
     _sink = None                # the handler's sink for the body being read (see body_sink)
 
     def __init__(self, sock, addr, server):
@@ -201,10 +200,11 @@ class HTTPChannel(DispatcherWithSend):
         conn = self.conn
         next_event = conn.next_event
         out = self._out
+        sink = self._sink       # (kept in step with it below: read once, it costs less)
         while not out.pending and self.phase < CLOSING:     # (CLOSED, too, is past CLOSING)
             req = self._req
             if self.phase == APP:
-                if req._state != DONE and self._sink is None:
+                if req._state != DONE and sink is None:
                     # The application is still answering: wait, and meanwhile look every
                     # io_timeout whether the client is still there (handle_idle_timeout).
                     # Reading stops once anything more has come (a pipelined request, the
@@ -240,11 +240,11 @@ class HTTPChannel(DispatcherWithSend):
                 self.phase = BODY
                 body_sink = self.server.body_sink
                 if body_sink is not None:
-                    self._start_sink(body_sink, req)
+                    sink = self._start_sink(body_sink, req)
             elif t is Data:
                 body = self._body
-                if self._sink is not None:
-                    self._sink.write(event.data)
+                if sink is not None:
+                    sink.write(event.data)
                 elif body is None:
                     waiting = not self._admit_body(req)
                     if self._body is None:
@@ -258,10 +258,10 @@ class HTTPChannel(DispatcherWithSend):
                         body = self._body = bytearray(body)
                     body += event.data
             elif t is EndOfMessage:
-                sink = self._sink
                 if sink is not None:
                     self._sink = None
                     sink.end()
+                    sink = None
                     if self.phase == BODY:
                         self._dispatch(req)
                 elif self.phase == BODY:
@@ -289,7 +289,6 @@ class HTTPChannel(DispatcherWithSend):
         """Both sides are done with a request: wait for the next one."""
         self.conn.start_next_cycle()
         self._req = None
-        self._close_callbacks = None        # (they were for that request)
         self.phase = WAIT
         self._since = now = self._last_io
         self.rearm_timeout(now + self.server.keepalive_timeout)
@@ -358,7 +357,7 @@ class HTTPChannel(DispatcherWithSend):
         docstring); if it does with ``early``, hand it the request now."""
         sink = body_sink(req)
         if sink is None:
-            return
+            return None
         req.body_sink = self._sink = sink
         if sink.early:
             if self.conn.they_are_waiting_for_100_continue:
@@ -366,6 +365,7 @@ class HTTPChannel(DispatcherWithSend):
                 # before that ends the connection (send_continue takes this back).
                 req._close = True
             self._dispatch(req)
+        return self._sink       # (None if the dispatch already ended the request)
 
     def send_continue(self, req):
         """Tell a client waiting with ``Expect: 100-continue`` to send the body of ``req``."""
@@ -375,15 +375,16 @@ class HTTPChannel(DispatcherWithSend):
             req._close = False
             self._output().write(self.conn.send(_CONTINUE))
 
-    def when_closed(self, callback):
-        """Call ``callback()`` if the connection closes before the current request is done
-        with (at once if it has closed); it must not write."""
-        if not self.connected:
+    def when_closed(self, req, callback):
+        """Call ``callback()`` if the connection closes while ``req`` is its request (at once
+        if it has closed, or moved on); it must not write.  The callbacks are the request's:
+        they go with it when the next request begins."""
+        if not self.connected or req is not self._req:
             callback()
-        elif self._close_callbacks is None:
-            self._close_callbacks = [callback]
+        elif req._on_close is None:
+            req._on_close = [callback]
         else:
-            self._close_callbacks.append(callback)
+            req._on_close.append(callback)
 
     def room_granted(self):
         """The BodyBudget granted the room this channel waited for: read on (from the reactor,
@@ -663,6 +664,7 @@ class HTTPChannel(DispatcherWithSend):
         self.close()
 
     def close(self):
+        req = self._req
         self._drain_callbacks = None
         if self._room_held or self.phase == ROOM or self._sink is not None:
             self._drop_body()
@@ -670,9 +672,9 @@ class HTTPChannel(DispatcherWithSend):
         DispatcherWithSend.close(self)
         self.phase = CLOSED
         self._req = None            # (the request refers back to the channel)
-        callbacks = self._close_callbacks
+        callbacks = req._on_close if req is not None else None
         if callbacks is not None:
-            self._close_callbacks = None
+            req._on_close = None
             for callback in callbacks:
                 try:
                     callback()

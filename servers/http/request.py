@@ -40,7 +40,7 @@ class HTTPRequest:
 
     __slots__ = ("method", "target", "path", "query", "version", "headers", "body",
                  "client_address", "status", "sent_bytes", "body_sink", "_channel", "_state",
-                 "_close")
+                 "_close", "_on_close")
 
     def __init__(self, channel, event, client_address):
         self.method = event.method
@@ -59,6 +59,7 @@ class HTTPRequest:
         self._channel = channel
         self._state = NOT_STARTED
         self._close = False
+        self._on_close = None       # when_closed callbacks
 
     def __repr__(self):
         return "<HTTPRequest %s %s HTTP/%s>" % (self.method, self.target, self.version)
@@ -124,7 +125,7 @@ class HTTPRequest:
         """Call ``callback()`` if the connection closes before this request is done with (at
         once if it has closed): for work elsewhere (another thread) that must learn the client
         went away.  It must not write."""
-        self._channel.when_closed(callback)
+        self._channel.when_closed(self, callback)
 
     def send_file(self, path, content_type=None):
         """Answer with the file at the filesystem ``path`` (the handler vouches for it): 200, 206,
