@@ -359,6 +359,7 @@ class HTTPChannel(DispatcherWithSend):
         if sink is None:
             return None
         req.body_sink = self._sink = sink
+        req._on_close = [sink.abort]        # (a no-op once the body is complete)
         if sink.early:
             if self.conn.they_are_waiting_for_100_continue:
                 # Until it gets 100 Continue the client may or may not send the body: a response
@@ -666,8 +667,8 @@ class HTTPChannel(DispatcherWithSend):
     def close(self):
         req = self._req
         self._drain_callbacks = None
-        if self._room_held or self.phase == ROOM or self._sink is not None:
-            self._drop_body()
+        if self._room_held or self.phase == ROOM:
+            self._drop_body()       # (a body sink is aborted by its request's _on_close)
         self.server.channels.discard(self)
         DispatcherWithSend.close(self)
         self.phase = CLOSED
