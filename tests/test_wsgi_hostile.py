@@ -264,3 +264,48 @@ def test_when_closed_callbacks_end_with_their_request():
         s.close()
         wait_for(lambda: not server.channels)
     assert set(called) <= {"/29"}
+
+
+def test_a_signal_another_thread_takes_still_wakes_the_loop_through_its_wakeup_fd():
+    """With application threads a signal may land on one of them; Python then runs its handler
+    in the main thread only when that thread runs again.  The reactor's signal_wakeup_fd(),
+    given to signal.set_wakeup_fd() (as servers.wsgi does), makes the poll return."""
+    from eventloop import Reactor
+
+    reactor = Reactor()
+    handled = []
+    watchdog_fired = []
+
+    def handler(signum, frame):
+        handled.append(signum)
+        reactor.stop()
+
+    go = threading.Event()
+
+    def send_from_another_thread():
+        assert go.wait(TIMEOUT)
+        os.kill(os.getpid(), signal.SIGUSR1)    # the main thread blocks it: this one takes it
+
+    def watchdog():
+        watchdog_fired.append(True)
+        reactor.call_soon_threadsafe(reactor.stop)
+
+    # (Threads inherit the mask of the thread that starts them: the sender starts first.)
+    sender = threading.Thread(target=send_from_another_thread)
+    sender.start()
+    old_handler = signal.signal(signal.SIGUSR1, handler)
+    old_fd = signal.set_wakeup_fd(reactor.signal_wakeup_fd())
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+    dog = threading.Timer(TIMEOUT, watchdog)
+    try:
+        dog.start()
+        reactor.call_soon(go.set)
+        reactor.run()
+        sender.join()
+    finally:
+        dog.cancel()
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        signal.set_wakeup_fd(old_fd)
+        signal.signal(signal.SIGUSR1, old_handler)
+        reactor.close()
+    assert handled == [signal.SIGUSR1] and not watchdog_fired

@@ -95,6 +95,11 @@ def main(argv=None):
         return cannot_listen(PROG, args, exc)
     print(_banner(server.server_address), file=sys.stderr, flush=True)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    # A signal may land on an application thread: the wake-up descriptor makes the reactor's
+    # poll return, so the main thread runs the handler (Ctrl-C, SIGTERM) at once.
+    wakeup = get_reactor().signal_wakeup_fd()
+    if wakeup is not None:
+        signal.set_wakeup_fd(wakeup)
     try:
         get_reactor().run()
     finally:
