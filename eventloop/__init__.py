@@ -15,10 +15,11 @@ from .pollers import available_pollers, make_poller
 from .producers import FileProducer, simple_producer
 from .reactor import ChannelMap, ExitNow, Reactor, get_reactor, loop, set_reactor, static_interest
 from .timers import Timer
+from .tls import TLSSocket, client_context, server_context
 from .transport import DISCONNECTED, OutputQueue, SocketWriter, socket_writer
 
 __all__ = ["Reactor", "ChannelMap", "Timer", "Dispatcher", "Listener", "DispatcherWithSend", "format_address", "AsyncChat",
-           "OutputQueue", "SocketWriter", "socket_writer", "TerminatorFramer", "DISCONNECTED", "strerror",
+           "OutputQueue", "SocketWriter", "socket_writer", "TLSSocket", "server_context", "client_context", "TerminatorFramer", "DISCONNECTED", "strerror",
            "FileDispatcher", "FileWrapper", "FileProducer", "simple_producer",
            "find_prefix_at_end", "compact_traceback", "ExitNow", "get_reactor", "set_reactor",
            "loop", "run", "stop", "static_interest", "call_soon", "call_soon_threadsafe", "call_later", "call_at",

@@ -19,11 +19,13 @@ import errno
 import logging
 import os
 import socket
+import ssl
 from socket import AF_INET, SOCK_STREAM
 import sys
 import warnings
 
 from .reactor import ExitNow, get_reactor, static_interest
+from .tls import describe_tls_error, start_tls as _start_tls
 from .transport import DISCONNECTED, OutputQueue
 
 __all__ = ["Dispatcher", "Listener", "DispatcherWithSend", "format_address", "FileWrapper", "FileDispatcher",
@@ -277,6 +279,9 @@ class Dispatcher:
             self._out = None
             if out.pending:
                 out.clear()
+                discard = getattr(self.socket, "discard_output", None)
+                if discard is not None:
+                    discard()           # a TLS layer: the end is abrupt, no close_notify
         timers = self._timers
         if timers:
             self._timers = None
@@ -502,6 +507,32 @@ class Dispatcher:
     def handle_close(self):
         self.log_info("unhandled close event", "warning")
         self.close()
+
+    # ------------------------------------------------------------------ TLS
+    def start_tls(self, context, *, server_side=False, server_hostname=None, timeout=None):
+        """Speak TLS on this connected channel from now on (see :mod:`eventloop.tls`):
+        ``self.socket`` becomes a :class:`~eventloop.tls.TLSSocket` through which the
+        channel's reads and writes go, and the handshake starts.  ``context`` is an
+        ``ssl.SSLContext``; ``server_hostname`` names the server to verify and to ask for
+        (SNI) on the client side; ``timeout`` bounds the handshake (the channel's one
+        timeout, :meth:`set_deadline`).  :meth:`handle_tls_ready` runs once it is complete.
+        Returns the TLSSocket."""
+        return _start_tls(self, context, server_side, server_hostname, timeout)
+
+    def handle_tls_ready(self):
+        """The TLS handshake is complete (the channel's data flows from now on)."""
+
+    def handle_tls_error(self, exc, handshake):
+        """The TLS layer failed with ``exc`` (an ``ssl.SSLError``; ``handshake``: during the
+        handshake): one log line.  The connection then counts as lost (``handle_close``)."""
+        peer = self.addr
+        try:
+            peer = format_address(peer)
+        except (TypeError, IndexError):
+            pass
+        level = logging.INFO if isinstance(exc, ssl.SSLEOFError) else logging.WARNING
+        log.log(level, "TLS %s with %s: %s", "handshake failed" if handshake else "error",
+                peer, describe_tls_error(exc))
 
 
 class Listener(Dispatcher):

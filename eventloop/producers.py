@@ -9,6 +9,8 @@ import os
 
 __all__ = ["simple_producer", "FileProducer"]
 
+_pread = getattr(os, "pread", None)
+
 
 class simple_producer:
     """Hands out ``data`` in pieces of at most ``buffer_size`` bytes."""
@@ -37,6 +39,7 @@ class FileProducer:
     """
 
     use_sendfile = hasattr(os, "sendfile")
+    _positional = True
 
     def __init__(self, file, offset=0, count=None, chunk_size=65536):
         self.file = file
@@ -54,10 +57,20 @@ class FileProducer:
         if self.remaining <= 0:
             self.close()
             return b""
-        if not self._seeked:
-            self.file.seek(self.offset)
-            self._seeked = True
-        data = self.file.read(min(self.chunk_size, self.remaining))
+        want = min(self.chunk_size, self.remaining)
+        if _pread is not None and self._positional:
+            # A positional read: the descriptor may share its offset with others (a duplicate
+            # of a descriptor a file cache hands to several connections), so none is used.
+            try:
+                data = _pread(self.file.fileno(), want, self.offset)
+            except (OSError, AttributeError, ValueError):
+                self._positional = False    # not a plain file descriptor: seek and read
+                return self.more()
+        else:
+            if not self._seeked:
+                self.file.seek(self.offset)
+                self._seeked = True
+            data = self.file.read(want)
         if not data:
             self.close()
             raise EOFError("file shrank while being sent (%d bytes missing)" % self.remaining)

@@ -499,6 +499,12 @@ class Reactor:
             # Read events need no check: without input they do not recur.
             self._dirty.add(fd)
 
+    def deliver(self, obj, key, events):
+        """Hand ``events`` to the channel ``obj`` at ``key`` now, as poll results are handed
+        (its handlers' errors go where theirs go): for a layer above the socket that holds
+        input the socket will not report again (:mod:`eventloop.tls`)."""
+        self._dispatch(obj, key, events)
+
     @staticmethod
     def _handler_failed(obj, exc):
         """What asyncore's readwrite() does with an exception from a handler (called while

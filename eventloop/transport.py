@@ -32,11 +32,12 @@ The queue never touches a socket: it writes through a *writer*, an object with
 ``send(data) -> int`` (0, or ``BlockingIOError``, when the kernel takes nothing now) and,
 optionally, ``send_more(data)`` (the same, hinting that more follows at once),
 ``sendmsg(buffers) -> int`` (gathered) and ``sendfile(fd, offset, count) -> int``.  A plain
-socket's writer is :class:`SocketWriter`.  A TLS transport slots in as another writer: its
-``send`` encrypts and sends, reporting 0 while the TLS layer waits (and saying whether it waits
-for readability or writability, which the channel adds to its interest), and it has no
-``sendfile`` (no kernel TLS), so file spans are read and sent ``chunk`` bytes at a time with
-the same back-pressure.  Nothing above the writer changes.
+socket's writer is :class:`SocketWriter`.  The TLS layer (:class:`eventloop.tls.TLSSocket`) is
+another writer: its ``send`` encrypts and sends, counting bytes only once their records are in
+the kernel (BlockingIOError while the layer waits; it tells the reactor itself whether for
+readability or writability), and it has no ``sendfile`` (no kernel TLS), so file spans are read
+``file_read_chunk`` bytes at a time and sent with the same back-pressure.  Nothing above the
+writer changes.
 """
 import errno
 import logging
@@ -123,6 +124,9 @@ class OutputQueue:
     burst = 4 << 20
     #: Most bytes asked of one ``sendfile`` call.
     file_chunk = 8 << 20
+    #: Bytes of a file read at a time when the writer has no ``sendfile`` (TLS): what one
+    #: connection holds of a file span in memory, at most.
+    file_read_chunk = 256 << 10
     #: Why output ended, when a send found the peer gone (the OSError), for the owner's
     #: ``handle_close()`` to read; None otherwise.
     error = None
@@ -263,7 +267,9 @@ class OutputQueue:
             if sent == count:
                 return
         file = open(os.dup(fd), "rb", buffering=0)
-        self.write_file(FileProducer(file, offset + sent, count - sent), head)
+        self.write_file(FileProducer(file, offset + sent, count - sent,
+                                     chunk_size=65536 if sendfile else self.file_read_chunk),
+                        head)
 
     def push_producer(self, producer):
         """Queue a producer; it is asked for data only when the kernel can take some."""

@@ -6,10 +6,11 @@ import functools
 import logging
 import math
 import socket
+import ssl
 import sys
 
 import eventloop
-from eventloop import format_address
+from eventloop import format_address, server_context
 
 
 def port_number(text):
@@ -30,6 +31,45 @@ def add_address_arguments(parser, default_port, port_help):
     parser.add_argument("-b", "--bind", default="", metavar="ADDR",
                         help="address to listen on (default: every IPv4 interface; "
                              "an IPv6 address such as :: listens on IPv6)")
+
+
+def add_tls_arguments(parser, password=True):
+    """``--tls-cert``, ``--tls-key`` and (``password``) ``--tls-password-file``, as
+    http.server names them."""
+    parser.add_argument("--tls-cert", metavar="PATH",
+                        help="serve over TLS with this certificate chain (PEM; it may also "
+                             "hold the key)")
+    parser.add_argument("--tls-key", metavar="PATH",
+                        help="the certificate's private key, if not in the --tls-cert file")
+    if password:
+        parser.add_argument("--tls-password-file", metavar="PATH",
+                            help="file whose content is the password of the private key")
+
+
+def tls_context_from(parser, args, alpn=None):
+    """The server TLS context the --tls-* arguments ask for (None without --tls-cert); a
+    bad combination or an unusable file is a usage error.  The password file is read once,
+    here (its whole content, surrounding white space removed)."""
+    password_file = getattr(args, "tls_password_file", None)
+    if args.tls_cert is None:
+        if args.tls_key is not None:
+            parser.error("--tls-key requires --tls-cert to be set")
+        if password_file is not None:
+            parser.error("--tls-password-file requires --tls-cert to be set")
+        return None
+    password = None
+    if password_file is not None:
+        try:
+            with open(password_file, encoding="utf-8") as f:
+                password = f.read().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            parser.error("failed to read TLS password file: %s" % (exc,))
+    try:
+        return server_context(args.tls_cert, args.tls_key, password, alpn=alpn)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        parser.error("cannot use the TLS certificate %s%s: %s" % (
+            args.tls_cert, " and key %s" % args.tls_key if args.tls_key else "",
+            getattr(exc, "strerror", None) or exc))
 
 
 def add_quiet_argument(parser, what):

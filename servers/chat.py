@@ -1,6 +1,9 @@
 """A line-based chat room for telnet and nc clients, on :class:`eventloop.AsyncChat`.
 
-    python -m servers.chat [PORT] [-b ADDR] [-q]
+    python -m servers.chat [PORT] [-b ADDR] [-q] [--tls-cert PATH [--tls-key PATH]]
+
+With ``--tls-cert`` the room speaks TLS (``openssl s_client -connect HOST:PORT`` is then the
+telnet); a member joins once its handshake is complete.
 
 Every connection is an ``AsyncChat`` channel with ``\\n`` as its terminator: the channel
 collects the bytes of a line, and ``found_terminator`` turns the line into a message for
@@ -31,8 +34,8 @@ import sys
 import unicodedata
 
 from eventloop import AsyncChat, Listener, format_address
-from servers import (add_address_arguments, add_quiet_argument, cannot_listen, exits_on_ctrl_c,
-                     log_to_stderr, run_loop)
+from servers import (add_address_arguments, add_quiet_argument, add_tls_arguments,
+                     cannot_listen, exits_on_ctrl_c, log_to_stderr, run_loop, tls_context_from)
 
 __all__ = ["DEFAULT_PORT", "ChatRoom", "ChatChannel", "ChatServer", "FloodControl",
            "nick_error", "strip_telnet", "main"]
@@ -272,8 +275,11 @@ class ChatChannel(AsyncChat):
     _looked = False             # and whether a look has been taken yet
     _told_flood = False
 
+    #: Seconds a TLS client has to finish its handshake (before it joins the room).
+    handshake_timeout = 10.0
+
     def __init__(self, sock, room, map=None, *, flood_lines=None, flood_bytes=None,
-                 progress_timeout=None):
+                 progress_timeout=None, tls_context=None):
         AsyncChat.__init__(self, sock, map)
         if flood_lines is not None:
             self.flood_lines = flood_lines
@@ -287,6 +293,18 @@ class ChatChannel(AsyncChat):
         self.present = True         # False once the member has left the room
         self.line_length = 0        # bytes of the current line seen so far
         self._line = []             # its pieces, while line_length <= max_line
+        if tls_context is None:
+            self._join()
+        else:
+            self.present = False    # joins once the handshake is complete
+            self.start_tls(tls_context, server_side=True, timeout=self.handshake_timeout)
+
+    def handle_tls_ready(self):
+        self.present = True
+        self._join()
+
+    def _join(self):
+        room = self.room
         room.join(self)
         self.deliver("* welcome, %s; /help lists the commands" % self.nick)
         if len(room.members) <= room.announce_limit:
@@ -478,11 +496,11 @@ class ChatServer(Listener):
     channel = ChatChannel
 
     def __init__(self, host="", port=DEFAULT_PORT, *, map=None, flood_lines=None,
-                 flood_bytes=None, progress_timeout=None):
+                 flood_bytes=None, progress_timeout=None, tls_context=None):
         Listener.__init__(self, host, port, map=map)
         self.room = ChatRoom()
         self.limits = {"flood_lines": flood_lines, "flood_bytes": flood_bytes,
-                       "progress_timeout": progress_timeout}
+                       "progress_timeout": progress_timeout, "tls_context": tls_context}
 
     def handle_accepted(self, sock, addr):
         member_log.info("connection from %s", format_address(addr))
@@ -505,7 +523,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m servers.chat",
         usage="%(prog)s [PORT] [-b ADDR] [--flood-lines N] [--flood-bytes N] "
-              "[--progress-timeout S] [-q]",
+              "[--progress-timeout S] [-q] [--tls-cert PATH [--tls-key PATH]]",
         description="A chat room for telnet and nc clients: every line goes to everyone "
                     "else; /help lists the commands.")
     add_address_arguments(parser, DEFAULT_PORT,
@@ -522,17 +540,21 @@ def main(argv=None):
                         "more than then, is disconnected (default %%(default)g)"
                         % ChatChannel.max_queued)
     add_quiet_argument(parser, "what each member does (connects, joins, renames, leaves)")
+    add_tls_arguments(parser, password=False)
     args = parser.parse_args(argv)
+    tls_context = tls_context_from(parser, args)
 
     log_to_stderr(parser.prog)
     if args.quiet:
         member_log.setLevel(logging.WARNING)
     try:
         server = ChatServer(args.bind, args.port, flood_lines=args.flood_lines,
-                            flood_bytes=args.flood_bytes, progress_timeout=args.progress_timeout)
+                            flood_bytes=args.flood_bytes, progress_timeout=args.progress_timeout,
+                            tls_context=tls_context)
     except OSError as exc:
         return cannot_listen(parser.prog, args, exc)
-    log.info("listening on %s (tcp)", format_address(server.address))
+    log.info("listening on %s (%s)", format_address(server.address),
+             "tcp" if tls_context is None else "tls")
     return run_loop()
 
 

@@ -1,6 +1,6 @@
 """RFC 862 echo server over TCP and UDP: whatever arrives goes back.
 
-    python -m servers.echo [PORT] [-b ADDR] [-q]
+    python -m servers.echo [PORT] [-b ADDR] [-q] [--tls-cert PATH [--tls-key PATH]]
 
 The TCP side is the reactor pattern in miniature: the reactor calls ``handle_read``
 when a client's bytes arrive, we queue them for sending, and the reactor calls
@@ -16,8 +16,9 @@ import logging
 import sys
 
 from eventloop import DispatcherWithSend, Listener, format_address
-from servers import (UDPServer, add_address_arguments, add_quiet_argument, cannot_listen,
-                     exits_on_ctrl_c, log_to_stderr, open_on_one_port, run_loop)
+from servers import (UDPServer, add_address_arguments, add_quiet_argument, add_tls_arguments,
+                     cannot_listen, exits_on_ctrl_c, log_to_stderr, open_on_one_port, run_loop,
+                     tls_context_from)
 
 __all__ = ["DEFAULT_PORT", "EchoHandler", "EchoServer", "UDPEchoServer", "start", "main"]
 
@@ -57,16 +58,21 @@ class EchoHandler(DispatcherWithSend):
 
 
 class EchoServer(Listener):
-    """The TCP listener: each accepted connection becomes a ``handler`` channel."""
+    """The TCP listener: each accepted connection becomes a ``handler`` channel, over TLS
+    when a ``tls_context`` is given (the handshake bounded by ``handshake_timeout``)."""
 
     handler = EchoHandler
+    handshake_timeout = 10.0
 
-    def __init__(self, host="", port=DEFAULT_PORT, *, map=None):
+    def __init__(self, host="", port=DEFAULT_PORT, *, map=None, tls_context=None):
         Listener.__init__(self, host, port, map=map)
+        self.tls_context = tls_context
 
     def handle_accepted(self, sock, addr):
         connection_log.info("connection from %s", format_address(addr))
-        self.handler(sock, map=self._map)
+        channel = self.handler(sock, map=self._map)
+        if self.tls_context is not None:
+            channel.start_tls(self.tls_context, server_side=True, timeout=self.handshake_timeout)
 
 
 class UDPEchoServer(UDPServer):
@@ -79,9 +85,12 @@ class UDPEchoServer(UDPServer):
         self.reply(data, addr)
 
 
-def start(host="", port=DEFAULT_PORT, *, map=None):
+def start(host="", port=DEFAULT_PORT, *, map=None, tls_context=None):
     """Open ``[EchoServer, UDPEchoServer]`` on one port number (``port=0``: a free one
-    that both transports share).  Raises :class:`OSError` if the address cannot be bound."""
+    that both transports share), or with ``tls_context`` the TLS ``[EchoServer]`` alone.
+    Raises :class:`OSError` if the address cannot be bound."""
+    if tls_context is not None:
+        return [EchoServer(host, port, map=map, tls_context=tls_context)]
     return open_on_one_port(port, [lambda p: EchoServer(host, p, map=map),
                                    lambda p: UDPEchoServer(host, p, map=map)])
 
@@ -89,22 +98,26 @@ def start(host="", port=DEFAULT_PORT, *, map=None):
 @exits_on_ctrl_c
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m servers.echo", usage="%(prog)s [PORT] [-b ADDR] [-q]",
+        prog="python -m servers.echo",
+        usage="%(prog)s [PORT] [-b ADDR] [-q] [--tls-cert PATH [--tls-key PATH]]",
         description="RFC 862 echo server: sends back every byte received over TCP "
                     "and every datagram received over UDP.")
     add_address_arguments(parser, DEFAULT_PORT,
                           "port for both transports (default %(default)s; 0 picks a free one)")
     add_quiet_argument(parser, "each TCP connection")
+    add_tls_arguments(parser, password=False)
     args = parser.parse_args(argv)
+    tls_context = tls_context_from(parser, args)
 
     log_to_stderr(parser.prog)
     if args.quiet:
         connection_log.setLevel(logging.WARNING)
     try:
-        servers = start(args.bind, args.port)
+        servers = start(args.bind, args.port, tls_context=tls_context)
     except OSError as exc:
         return cannot_listen(parser.prog, args, exc)
-    log.info("listening on %s (tcp, udp)", format_address(servers[0].address))
+    log.info("listening on %s (%s)", format_address(servers[0].address),
+             "tcp, udp" if tls_context is None else "tls")
     return run_loop()
 
 

@@ -22,3 +22,13 @@ def env(request):
     e = Env(request.param)
     yield e
     e.close()
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    """A CA made at test time and a server certificate signed by it (see tests/pki.py)."""
+    import shutil
+    if shutil.which("openssl") is None:
+        pytest.fail("the openssl command is needed to make the test CA (.ci/run installs it)")
+    from pki import make_pki
+    return make_pki(tmp_path_factory.mktemp("pki"))

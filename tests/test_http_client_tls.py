@@ -16,7 +16,7 @@ import time
 import pytest
 
 from clients.http import AsyncHTTP, FetchError, fetch, make_ssl_context
-from clients.http import tls as client_tls
+from eventloop import TLSSocket
 from clients.http.__main__ import main
 from clients.http.bodies import FileBody
 from test_http_client import CheckingConsumer, drive, reactor  # noqa: F401  (fixture)
@@ -241,24 +241,24 @@ UPLOAD = bytes(range(256)) * (32 << 10)     # 8 MiB: more than the socket buffer
 @pytest.mark.parametrize("streamed", [False, True], ids=["bytes", "FileBody"])
 def test_an_upload_larger_than_the_socket_buffers(reactor, pki, tls_server, tmp_path,
                                                   monkeypatch, streamed):
-    # The server reads nothing until a send could not be made: the TLS writer said 0, the
-    # output queue kept the bytes and waited for write readiness; then the whole body arrives,
-    # in order.
+    # The server reads nothing until a send could not be made: the TLS layer took nothing
+    # (BlockingIOError), the output queue kept the bytes and waited for write readiness; then
+    # the whole body arrives, in order.
     refused = []
+    layer_send = TLSSocket.send
 
-    class CountingWriter(client_tls.TLSWriter):
-        __slots__ = ()
-
-        def send(self, data):
-            sent = client_tls.TLSWriter.send(self, data)
-            if not sent:
+    def counting_send(self, data, flags=0):
+        try:
+            return layer_send(self, data, flags)
+        except BlockingIOError:
+            if not self.handshaking:
                 refused.append(len(data))
                 UPLOAD_GATE.set()
-            return sent
+            raise
 
     UPLOAD_GATE.clear()
 
-    monkeypatch.setattr("clients.http.client.TLSWriter", CountingWriter)
+    monkeypatch.setattr(TLSSocket, "send", counting_send)
     body = UPLOAD
     if streamed:
         (tmp_path / "upload").write_bytes(UPLOAD)
@@ -272,32 +272,10 @@ def test_an_upload_larger_than_the_socket_buffers(reactor, pki, tls_server, tmp_
     assert refused, "the kernel took every send: the test did not fill the buffers"
 
 
-class _RaisingSocket:
-    def __init__(self, exc):
-        self.exc = exc
-
-    def send(self, data):
-        raise self.exc
-
-    def do_handshake(self):
-        raise self.exc
-
-
-@pytest.mark.parametrize("exc, wants_write", [(ssl.SSLWantWriteError(), True),
-                                              (ssl.SSLWantReadError(), False)])
-def test_the_tls_writer_turns_waiting_into_nothing_sent(exc, wants_write):
-    writer = client_tls.TLSWriter(_RaisingSocket(exc))
-    assert writer.send(b"data") == 0 and not writer.wants_write
-    assert writer.handshake() is False and writer.wants_write is wants_write
-    broken = client_tls.TLSWriter(_RaisingSocket(ssl.SSLEOFError()))
-    with pytest.raises(ssl.SSLEOFError):
-        broken.send(b"data")
-
-
 def test_decrypted_bytes_pending_in_the_tls_object_are_read(reactor, pki, tls_server,
                                                             monkeypatch):
-    # Small reads leave the rest of each 16 KiB record decrypted inside the SSL object, where
-    # the poller cannot see it; the keep-alive server sends no EOF to wake the client up.
+    # Small reads leave the rest of what arrived inside the TLS layer (decrypted, or not yet),
+    # where the poller cannot see it; the keep-alive server sends no EOF to wake the client up.
     monkeypatch.setattr(AsyncHTTP, "recv_size", 1000)
     c = CheckingConsumer()
     started = time.monotonic()
@@ -363,3 +341,39 @@ def test_cli_cafile_insecure_and_rejection(pki, tls_server):
     assert err.getvalue() == (
         "python -m clients.http: %s: TLS certificate verification failed for localhost: "
         "unable to get local issuer certificate (CERTIFICATE_VERIFY_FAILED)\n" % tls_server.url())
+
+
+@pytest.mark.parametrize("clean", [True, False], ids=["close_notify", "no_close_notify"])
+def test_a_body_framed_by_the_close_needs_close_notify(reactor, pki, clean):
+    """A response without Content-Length ends at the close: over TLS only close_notify tells
+    the end from a cut (an attacker can forge a TCP FIN, not a close_notify)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki["cert"])
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer():
+        conn, _ = listener.accept()
+        with context.wrap_socket(conn, server_side=True) as tls:
+            tls.recv(4096)
+            tls.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + BIG)
+            if clean:
+                tls.unwrap().close()
+            # else: the socket is closed without close_notify
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        c = CheckingConsumer()
+        request = AsyncHTTP("https://localhost:%d/" % listener.getsockname()[1], c,
+                            reactor=reactor, timeout=3, ssl_context=make_ssl_context(pki["ca"]))
+        drive(reactor)
+        c.check()
+        if clean:
+            assert c.error is None and c.body == BIG
+        else:
+            assert c.error == ("connection closed without TLS close_notify after %d body bytes: "
+                               "the body (framed by the close) may be truncated" % len(BIG))
+            assert request.failure == "partial"
+    finally:
+        thread.join(5)
+        listener.close()

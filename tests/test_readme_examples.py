@@ -52,3 +52,35 @@ def test_first_reactor_program_echoes():
         for ch in list(reactor.map.values()):
             ch.close()
         reactor.close()
+
+
+def test_echo_over_tls_example(pki):
+    """The TLS section's echo server, with the test CA's certificate, on an ephemeral port."""
+    import ssl
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        blocks = re.findall(r"```python\n(.*?)```", f.read(), re.S)
+    [code] = [b for b in blocks if "class TLSEchoServer(Listener)" in b]
+    assert 'TLSEchoServer("127.0.0.1", 8443)\neventloop.loop()' in code
+    code = code.replace('TLSEchoServer("127.0.0.1", 8443)\neventloop.loop()', "")
+    code = code.replace('"cert.pem"', repr(pki["cert"])).replace('"key.pem"', repr(pki["key"]))
+    reactor = eventloop.Reactor()
+    old = eventloop.set_reactor(reactor)
+    try:
+        namespace = {}
+        exec(compile(code, "README.md", "exec"), namespace)
+        server = namespace["TLSEchoServer"]("127.0.0.1", 0)
+        thread = threading.Thread(target=reactor.run, daemon=True)
+        thread.start()
+        context = ssl.create_default_context(cafile=pki["ca"])
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+            with context.wrap_socket(raw, server_hostname="localhost") as c:
+                c.sendall(b"hello over TLS")
+                assert c.recv(100) == b"hello over TLS"
+        reactor.call_soon_threadsafe(reactor.stop)
+        thread.join(10)
+        assert not thread.is_alive()
+    finally:
+        eventloop.set_reactor(old)
+        for ch in list(reactor.map.values()):
+            ch.close()
+        reactor.close()

@@ -400,3 +400,22 @@ def test_a_send_that_finds_the_peer_gone_leaves_the_error_but_no_cycle():
         assert ref() is None, "the queue is kept alive by a cycle"
     finally:
         gc.enable()
+
+
+def test_file_producers_on_duplicates_of_one_descriptor_do_not_share_an_offset(tmp_path):
+    """Duplicated descriptors share one file offset (a file cache hands one descriptor to
+    several connections): interleaved producers must still read their own bytes."""
+    path = tmp_path / "data"
+    data = os.urandom(300000)
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        producers = [FileProducer(open(os.dup(fd), "rb", buffering=0), start, 100000,
+                                  chunk_size=4096) for start in (0, 100000, 200000)]
+        got = [bytearray() for _ in producers]
+        while any(p.remaining for p in producers):
+            for producer, into in zip(producers, got):
+                into += producer.more()
+        assert [bytes(g) for g in got] == [data[:100000], data[100000:200000], data[200000:]]
+    finally:
+        os.close(fd)

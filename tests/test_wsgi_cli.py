@@ -1,10 +1,11 @@
 """``python -m servers.wsgi MODULE:CALLABLE``, as a process: what cannot be loaded is one line
 on stderr and exit status 2; ``--call``; the access log line per request and ``-q``;
 ``--url-prefix``; ``--workers`` (pre-forked, ``wsgi.multiprocess``); ``--threads 0``;
-``--max-body``.
+``--max-body``; ``--tls-cert`` (HTTPS, ``wsgi.url_scheme`` https).
 """
 import http.client
 import json
+import ssl
 import subprocess
 import sys
 
@@ -99,3 +100,32 @@ def test_workers_share_the_port_and_say_multiprocess():
 def test_bad_options_are_usage_errors(args, message):
     result = run("tests.wsgi_apps:hello", *args)
     assert result.returncode == 2 and message in result.stderr
+
+
+def test_tls_cert_serves_https_with_url_scheme_https(pki):
+    proc = subprocess.Popen([sys.executable, "-m", "servers.wsgi", "tests.wsgi_apps:echo_environ",
+                             "0", "-b", "127.0.0.1", "-q", "--tls-cert", pki["cert"],
+                             "--tls-key", pki["key"]], cwd=ROOT, stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL)
+    try:
+        port = int(read_until(proc.stderr, rb"Serving HTTPS on 127\.0\.0\.1 port (\d+) "
+                                           rb"\(https://").group(1))
+        context = ssl.create_default_context(cafile=pki["ca"])
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=TIMEOUT, context=context)
+        try:
+            conn.request("POST", "/x", body=b"y" * 300000)
+            resp = conn.getresponse()
+            env = json.loads(resp.read())
+        finally:
+            conn.close()
+        assert resp.status == 200 and env["wsgi.url_scheme"] == "https"
+        assert env["body_size"] == 300000
+    finally:
+        proc.terminate()
+        err = proc.communicate(timeout=TIMEOUT)[1]
+    assert proc.returncode == 0 and b"Traceback" not in err
+
+
+def test_tls_key_without_cert_is_a_usage_error():
+    result = run("tests.wsgi_apps:hello", "--tls-key", "k.pem")
+    assert result.returncode == 2 and b"--tls-key requires --tls-cert" in result.stderr

@@ -7,9 +7,10 @@ body piece (chunked framing already removed), and ``close()`` exactly once, what
 The bytes are framed by the shared sans-IO layer (:mod:`eventloop.http11`) and the request head
 is built by :mod:`~clients.http.messages`; this module moves the bytes: the request goes out
 through the channel's :class:`eventloop.OutputQueue` (a streamed body as a producer on it), names
-are resolved off the loop thread (:mod:`~clients.http.resolver`), TLS runs without blocking
-(:mod:`~clients.http.tls`), the one channel timeout of the core bounds each step, and idle
-connections wait in the reactor's :mod:`~clients.http.pool` for reuse.
+are resolved off the loop thread (:mod:`~clients.http.resolver`), TLS is the core's layer
+(:meth:`eventloop.Dispatcher.start_tls`; the contexts are :mod:`~clients.http.tls`'s), the one
+channel timeout of the core bounds each step, and idle connections wait in the reactor's
+:mod:`~clients.http.pool` for reuse.
 
 A request's life is its ``phase``::
 
@@ -42,7 +43,7 @@ import sys
 from eventloop.http11 import (
     CLIENT, DONE, NEED_DATA, PAUSED, Connection, ConnectionClosed, Data, EndOfMessage,
     InformationalResponse, ProtocolError, RemoteProtocolError, Response)
-from eventloop import Dispatcher, OutputQueue, SocketWriter, get_reactor, \
+from eventloop import Dispatcher, OutputQueue, SocketWriter, TLSSocket, get_reactor, \
     static_interest
 
 from . import failures
@@ -51,7 +52,7 @@ from .messages import USER_AGENT, HeaderMap, Target, build_request, request_fiel
 from .pool import ConnectionPool, close_idle_connections, close_quietly, connection_pool
 from .proxy import Tunnel, TunnelError
 from .resolver import Lookup, addresses_without_lookup
-from .tls import TLSWriter, default_ssl_context, make_ssl_context
+from .tls import default_ssl_context, make_ssl_context
 
 __all__ = ["AsyncHTTP", "DEFAULT_TIMEOUT", "USER_AGENT", "IDEMPOTENT_METHODS",
            # defined in the modules they come from, and importable from here as they always were:
@@ -106,7 +107,7 @@ class AsyncHTTP(Dispatcher):
     ``via`` (the Proxy used, or None).
     """
 
-    #: Bytes asked of the socket per read (TLS reads continue while the socket has ``pending()``).
+    #: Bytes asked of the socket per read.
     recv_size = 65536
     #: Most bytes offered to one send (the output queue's ``chunk``).
     send_size = 262144
@@ -161,7 +162,6 @@ class AsyncHTTP(Dispatcher):
         self._connect_error = None
         self._lookup = None
         self._tunnel = None
-        self._tls = None              # the TLSWriter of an https connection
         self._bytes_in = 0            # bytes received on this connection for this request
         self._body_bytes = 0
         self._expected = None         # the response's Content-Length, when it frames the body
@@ -178,22 +178,10 @@ class AsyncHTTP(Dispatcher):
     # ---------------------------------------------------------------- interest
     @static_interest
     def writable(self):
-        """Write readiness is wanted while connecting, while output is queued, and while the TLS
-        layer waits to write (handshake).  Static: every change goes through interest_changed()."""
+        """Write readiness is wanted while connecting and while output is queued (what the TLS
+        layer waits for, it adds itself).  Static: every change goes through interest_changed()."""
         out = self._out
-        return self.connecting or (out is not None and out.pending) or (
-            self._tls is not None and self._tls.wants_write)
-
-    def _follow_tls(self, wanted_write):
-        """Watch exactly the readiness the TLS layer waits for now (``wanted_write``: what
-        it waited for before)."""
-        wants_write = self._tls.wants_write
-        if wants_write:
-            self.pause_reading()
-        else:
-            self.resume_reading()
-        if wants_write != wanted_write:
-            self.interest_changed()
+        return self.connecting or (out is not None and out.pending)
 
     # ---------------------------------------------------------------- start
     def _start(self):
@@ -329,10 +317,7 @@ class AsyncHTTP(Dispatcher):
     def _start_tls(self):
         self.phase = HANDSHAKING
         self._drop_output()             # the tunnel's, if any: it wrote to the plain socket
-        self.socket = self.ssl_context.wrap_socket(
-            self.socket, server_hostname=self._target.host, do_handshake_on_connect=False)
-        self._tls = TLSWriter(self.socket)
-        self._handshake()
+        self.start_tls(self.ssl_context, server_hostname=self._target.host)
 
     def _open_tunnel(self):
         target = self._target
@@ -355,32 +340,31 @@ class AsyncHTTP(Dispatcher):
             self._tunnel = None
             self._start_tls()
 
-    def _handshake(self):
-        tls = self._tls
-        wanted_write = tls.wants_write
-        try:
-            done = tls.handshake()
-        except ssl.SSLCertVerificationError as exc:
+    def handle_tls_error(self, exc, handshake):
+        """The TLS layer failed: the request fails with why (after the handshake, the loss of
+        the connection that follows says it)."""
+        if not handshake:
+            return
+        if isinstance(exc, ssl.SSLCertVerificationError):
             return self._fail("TLS certificate verification failed for %s: %s (%s)" % (
                 self._target.host, exc.verify_message, exc.reason), failures.CERTIFICATE)
-        except ssl.SSLError as exc:
-            return self._fail("TLS handshake with %s failed: %s" % (
-                self._target.host, exc.reason or exc), failures.TLS)
-        except OSError as exc:
-            return self._fail("connection lost during the TLS handshake: %s" % (
-                exc.strerror or str(exc) or "closed by the server"), failures.TLS)
-        self._follow_tls(wanted_write)
-        if done:
-            self._observe("tls_established", self.socket)
-            self._established()
+        if isinstance(exc, ssl.SSLEOFError):
+            return self._fail("connection lost during the TLS handshake: closed by the server",
+                              failures.TLS)
+        self._fail("TLS handshake with %s failed: %s" % (self._target.host, exc.reason or exc),
+                   failures.TLS)
+
+    def handle_tls_ready(self):
+        self._observe("tls_established", self.socket)
+        self._established()
 
     def _adopt(self, sock, conn):
         """Continue on an idle pooled connection."""
         self.reused = True
         self._conn = conn
         self.set_socket(sock)
-        if self._target.scheme == "https":
-            self._tls = TLSWriter(sock)
+        if type(sock) is TLSSocket:
+            sock.attach(self)
         self.connected = True
         try:
             self.addr = sock.getpeername()
@@ -405,7 +389,8 @@ class AsyncHTTP(Dispatcher):
             return self._fail("invalid request: %s" % (exc,), failures.BAD_REQUEST)
         if self.observer is not None:
             self._observe("request_sent", data[:data.find(b"\r\n\r\n") + 4])
-        out = self._out = OutputQueue(self, self._tls or SocketWriter(self.socket),
+        sock = self.socket
+        out = self._out = OutputQueue(self, sock if type(sock) is TLSSocket else SocketWriter(sock),
                                       chunk=self.send_size)
         self._send(out.write, data)
         if streamed and self._out is out:           # (not if that send ended the exchange)
@@ -430,13 +415,6 @@ class AsyncHTTP(Dispatcher):
     def handle_write(self):
         if self.socket is None or self.phase == FINISHED:
             return
-        if self.phase == HANDSHAKING:
-            return self._handshake()
-        tls = self._tls
-        if tls is not None and tls.wants_write:
-            tls.wants_write = False
-            self.interest_changed()
-            self.handle_read()
         out = self._out
         if out is not None and out.pending:
             self._send(out.flush)
@@ -444,30 +422,17 @@ class AsyncHTTP(Dispatcher):
     def handle_read(self):
         if self.socket is None or self.phase == FINISHED:
             return
-        if self.phase == HANDSHAKING:
-            return self._handshake()
         sock = self.socket
-        while True:
-            try:
-                data = sock.recv(self.recv_size)
-            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
-                break
-            except ssl.SSLWantWriteError:
-                # The TLS layer must write before it can read on (renegotiation with a full
-                # send buffer): wait for write readiness, then read again.
-                self._tls.wants_write = True
-                self.interest_changed()
-                return
-            except OSError as exc:
-                return self._lost(exc)
+        try:
+            data = sock.recv(self.recv_size)
+        except (BlockingIOError, InterruptedError):
+            data = None
+        except OSError as exc:
+            return self._lost(exc)
+        if data is not None:
             self._received(data)
             if not data or self.phase != EXCHANGING:
                 return
-            # Decrypted bytes can wait inside the TLS object with nothing left in the kernel:
-            # the socket will not become readable again for them.
-            pending = getattr(sock, "pending", None)
-            if pending is None or not pending():
-                break
         out = self._out
         if out is not None and out.pending:
             self._send(out.flush)
@@ -536,6 +501,10 @@ class AsyncHTTP(Dispatcher):
         self._bytes_in += len(data)
         if not data:
             self._eof = True
+            if self._truncated_by_close():
+                return self._fail("connection closed without TLS close_notify after %d body "
+                                  "bytes: the body (framed by the close) may be truncated"
+                                  % self._body_bytes, failures.PARTIAL)
         self._conn.receive_data(data)
         self._pump()
 
@@ -576,6 +545,16 @@ class AsyncHTTP(Dispatcher):
             if length is not None and length.isdigit():
                 self._expected = int(length)
         self._call("http_header", self)
+
+    def _truncated_by_close(self):
+        """True when a TLS connection ended without close_notify inside a body that only the
+        close frames (no Content-Length, not chunked): nothing tells a cut from the end."""
+        sock = self.socket
+        if type(sock) is not TLSSocket or not sock.unclean_eof or self.status is None:
+            return False
+        headers = self.header
+        return (self._expected is None and "transfer-encoding" not in headers
+                and self.method != "HEAD" and self.status[1] not in _NO_BODY_STATUSES)
 
     def _bad_response(self, exc):
         if self._eof and self._bytes_in == 0:
@@ -660,7 +639,6 @@ class AsyncHTTP(Dispatcher):
     def _reset_exchange(self):
         self._conn = None
         self._drop_output()
-        self._tls = None
         self._bytes_in = 0
         self._eof = False
         self.reading = True
@@ -681,9 +659,10 @@ class AsyncHTTP(Dispatcher):
         """Leave the map without closing the socket (it goes to the pool)."""
         self.set_idle_timeout(None)
         self.del_channel()
-        self.socket = None
+        sock, self.socket = self.socket, None
+        if type(sock) is TLSSocket:
+            sock.detach()               # idle in the pool, then the next request's
         self._out = None                # empty, and its writer's socket is the pool's now
-        self._tls = None
         self.connected = False
 
     def _drop_output(self):

@@ -4,7 +4,9 @@ Like ``python -m http.server`` (and with its ``-b``, ``-d``, ``-p``/``--protocol
 ``-H``/``--header`` and ``--content-type``), with keep-alive, pipelining, timeouts,
 ``os.sendfile`` and optional pre-forked workers.  The access log (Common Log Format) goes to
 stderr through the logger ``servers.http.access``; ``-q`` silences it.  Errors are one line
-on stderr starting ``python -m servers.http:``; Ctrl-C exits 0 after one line.
+on stderr starting ``python -m servers.http:``; Ctrl-C exits 0 after one line.  ``--tls-cert
+FILE`` (with ``--tls-key FILE`` and ``--tls-password-file FILE``, as in http.server 3.14)
+serves HTTPS instead: TLS 1.2 or later, the ssl module's secure defaults, ALPN ``http/1.1``.
 """
 import argparse
 import logging
@@ -15,7 +17,8 @@ import sys
 
 from eventloop import get_reactor
 from eventloop.http11 import Headers, LocalProtocolError
-from servers import cannot_listen, exits_on_ctrl_c, interrupted, log_to_stderr
+from servers import add_tls_arguments, cannot_listen, exits_on_ctrl_c, interrupted, log_to_stderr, \
+    tls_context_from
 
 from . import files
 from .app import EchoHandler
@@ -112,7 +115,9 @@ def parse_args(argv=None):
     parser.add_argument("--echo", action="store_true",
                         help="answer every request with a page showing its request line and "
                              "headers, instead of serving files")
+    add_tls_arguments(parser)
     args = parser.parse_args(argv)
+    args.tls_context = tls_context_from(parser, args, alpn=["http/1.1"])
     if not 0 <= args.port <= 65535:
         parser.error("PORT must be in 0..65535")
     try:
@@ -137,10 +142,12 @@ def configure_logging(quiet, prog=PROG):
     log_to_stderr(prog, "%(levelname)s %(name)s: %(message)s", logging.WARNING)
 
 
-def _banner(address):
+def _banner(address, tls=False):
     host, port = address[0], address[1]
     url_host = "[%s]" % host if ":" in host else host
-    return "Serving HTTP on %s port %d (http://%s:%d/) ..." % (host, port, url_host, port)
+    scheme = "https" if tls else "http"
+    return "Serving %s on %s port %d (%s://%s:%d/) ..." % (
+        scheme.upper(), host, port, scheme, url_host, port)
 
 
 @exits_on_ctrl_c
@@ -153,7 +160,8 @@ def main(argv=None):
         app = StaticFiles(args.directory, args.follow_symlinks, default_type=args.content_type)
     options = dict(max_body=args.max_body, head_timeout=args.head_timeout,
                    keepalive_timeout=args.keepalive_timeout, protocol=args.protocol,
-                   extra_headers=args.headers)
+                   extra_headers=args.headers, tls_context=args.tls_context)
+    tls = args.tls_context is not None
     address = (args.bind, args.port)
 
     try:
@@ -162,7 +170,7 @@ def main(argv=None):
                 HTTPServer(app=app, sock=sock, reactor=reactor, **options)
 
             prefork = Prefork(address, args.workers, setup)
-            print(_banner(prefork.bind()), file=sys.stderr, flush=True)
+            print(_banner(prefork.bind(), tls), file=sys.stderr, flush=True)
             code = prefork.run()
             if prefork.stopped_by == signal.SIGINT:
                 interrupted()
@@ -170,7 +178,7 @@ def main(argv=None):
         server = HTTPServer(address, app, **options)
     except OSError as exc:
         return cannot_listen(PROG, args, exc)
-    print(_banner(server.server_address), file=sys.stderr, flush=True)
+    print(_banner(server.server_address, tls), file=sys.stderr, flush=True)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     get_reactor().run()
     return 0

@@ -60,7 +60,7 @@ from .messages import CLOSE, KEEP, KEEP10, common_log_line, error_page, has_fiel
     reason_for
 from .request import DONE, NOT_STARTED, STREAMING, HTTPRequest
 
-__all__ = ["HTTPChannel", "WAIT", "HEAD", "BODY", "ROOM", "APP", "CLOSING", "LINGER", "CLOSED"]
+__all__ = ["HTTPChannel", "TLSHTTPChannel", "WAIT", "HEAD", "BODY", "ROOM", "APP", "CLOSING", "LINGER", "CLOSED"]
 
 log = logging.getLogger("servers.http")
 access_log = logging.getLogger("servers.http.access")
@@ -727,3 +727,33 @@ class HTTPChannel(DispatcherWithSend):
             return False
         except OSError:
             return True
+
+
+class TLSHTTPChannel(HTTPChannel):
+    """An HTTPS connection: :class:`HTTPChannel` over the TLS layer of :mod:`eventloop.tls`
+    (files are read and encrypted a chunk at a time: no ``sendfile``).  The handshake belongs
+    to the first request's HEAD phase: the head timeout, counted from the accept, bounds it,
+    and a client that never sends its ClientHello costs a descriptor and a timer until then."""
+
+    _PLAIN_HTTP_ANSWER = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                          b"Content-Length: 60\r\nConnection: close\r\n\r\n"
+                          b"This port speaks HTTPS: ask for https:// instead of http://\n")
+
+    def handle_tls_error(self, exc, handshake):
+        """One log line; a plain HTTP request on the TLS port also gets a plain 400 saying so
+        (as nginx does), sent as the kernel takes it, once."""
+        HTTPChannel.handle_tls_error(self, exc, handshake)
+        if handshake and getattr(exc, "reason", None) == "HTTP_REQUEST":
+            try:
+                self.socket.raw.send(self._PLAIN_HTTP_ANSWER, _DONTWAIT)
+            except OSError:
+                pass
+
+    def _read_at_once(self, now):
+        try:
+            self.start_tls(self.server.tls_context, server_side=True)
+        except Exception:
+            self.handle_error()
+            return
+        if self.connected:
+            self.rearm_timeout(now + self.server.head_timeout)

@@ -13,7 +13,7 @@ import socket
 from eventloop import Dispatcher, get_reactor
 
 from .budget import BodyBudget
-from .channel import HTTPChannel
+from .channel import HTTPChannel, TLSHTTPChannel
 from .messages import PROTOCOLS, SERVER_NAME, ResponseHeads, extra_fields
 from .static import StaticFiles
 
@@ -66,7 +66,9 @@ class HTTPServer(Dispatcher):
     HTTP/1.0 and close the connection after it (http.server's ``protocol_version``);
     ``extra_headers``: ``(name, value)`` pairs added to every response, error pages included
     (ValueError if one is not a valid field, or names a framing or connection field);
-    ``reactor``: where to run (default: the default reactor).
+    ``reactor``: where to run (default: the default reactor); ``tls_context``: an
+    ``ssl.SSLContext`` to serve HTTPS with (see :func:`eventloop.server_context`), the
+    handshake bounded by ``head_timeout``.
     ``server_address`` is the bound address (with the real port when port 0 was asked for).
     """
 
@@ -76,7 +78,8 @@ class HTTPServer(Dispatcher):
     def __init__(self, address=("", 8000), app=None, *, sock=None, reactor=None,
                  max_body=1 << 20, head_timeout=10.0, keepalive_timeout=5.0, io_timeout=60.0,
                  backlog=1024, server_name=SERVER_NAME, channel_class=None,
-                 max_buffered_bodies=None, protocol="HTTP/1.1", extra_headers=()):
+                 max_buffered_bodies=None, protocol="HTTP/1.1", extra_headers=(),
+                 tls_context=None):
         if protocol not in PROTOCOLS:
             raise ValueError("protocol must be one of %s, not %r"
                              % (", ".join(PROTOCOLS), protocol))
@@ -102,7 +105,8 @@ class HTTPServer(Dispatcher):
         self.keepalive_timeout = keepalive_timeout
         self.io_timeout = io_timeout
         self.server_name = server_name
-        self.channel_class = channel_class or HTTPChannel
+        self.tls_context = tls_context
+        self.channel_class = channel_class or (TLSHTTPChannel if tls_context else HTTPChannel)
         self.clock = reactor.clock
         self.channel_map = reactor.map
         self.channels = set()

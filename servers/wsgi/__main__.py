@@ -5,13 +5,16 @@ all the I/O; ``--workers N`` pre-forks N processes, as ``python -m servers.http`
 access log (Common Log Format) goes to stderr through the logger ``servers.http.access``; ``-q``
 silences it.  A MODULE:CALLABLE that cannot be loaded is a one-line error and exit status 2;
 other errors are one line starting ``python -m servers.wsgi:``; Ctrl-C exits 0 after one line.
+``--tls-cert FILE`` (with ``--tls-key``, ``--tls-password-file``) serves HTTPS, as
+``python -m servers.http`` does; ``wsgi.url_scheme`` is then "https".
 """
 import argparse
 import signal
 import sys
 
 from eventloop import get_reactor
-from servers import cannot_listen, exits_on_ctrl_c, interrupted
+from servers import add_tls_arguments, cannot_listen, exits_on_ctrl_c, interrupted, \
+    tls_context_from
 from servers.http.__main__ import _banner, _seconds, _size, _workers, configure_logging
 from servers.http.workers import Prefork
 
@@ -38,8 +41,9 @@ def parse_args(argv=None):
     parser.add_argument("--call", action="store_true",
                         help="CALLABLE is a factory: call it (without arguments) for the "
                              "application")
-    parser.add_argument("--url-scheme", metavar="SCHEME", default="http",
-                        help="wsgi.url_scheme (default http; https behind a TLS proxy)")
+    parser.add_argument("--url-scheme", metavar="SCHEME", default=None,
+                        help="wsgi.url_scheme (default http, or https with --tls-cert; "
+                             "https behind a TLS proxy)")
     parser.add_argument("--url-prefix", metavar="PATH", default="",
                         help="the path the application is mounted at (SCRIPT_NAME); other "
                              "paths get 404")
@@ -53,7 +57,11 @@ def parse_args(argv=None):
                         help="idle time before a keep-alive connection is closed (default 5)")
     parser.add_argument("--graceful-timeout", metavar="SECONDS", type=_seconds, default=5.0,
                         help="at exit, time given to requests still running (default 5)")
+    add_tls_arguments(parser)
     args = parser.parse_args(argv)
+    args.tls_context = tls_context_from(parser, args, alpn=["http/1.1"])
+    if args.url_scheme is None:
+        args.url_scheme = "https" if args.tls_context is not None else "http"
     if not 0 <= args.port <= 65535:
         parser.error("PORT must be in 0..65535")
     if args.threads < 0:
@@ -77,7 +85,8 @@ def main(argv=None):
     options = dict(threads=args.threads, url_scheme=args.url_scheme, script_name=args.url_prefix,
                    max_body=args.max_body, head_timeout=args.head_timeout,
                    keepalive_timeout=args.keepalive_timeout,
-                   multiprocess=(args.workers or 0) > 1)
+                   multiprocess=(args.workers or 0) > 1, tls_context=args.tls_context)
+    tls = args.tls_context is not None
     address = (args.bind, args.port)
     try:
         if args.workers:
@@ -85,7 +94,7 @@ def main(argv=None):
                 WSGIServer(application=application, sock=sock, reactor=reactor, **options)
 
             prefork = Prefork(address, args.workers, setup)
-            print(_banner(prefork.bind()), file=sys.stderr, flush=True)
+            print(_banner(prefork.bind(), tls), file=sys.stderr, flush=True)
             code = prefork.run()
             if prefork.stopped_by == signal.SIGINT:
                 interrupted()
@@ -93,7 +102,7 @@ def main(argv=None):
         server = WSGIServer(address, application, **options)
     except OSError as exc:
         return cannot_listen(PROG, args, exc)
-    print(_banner(server.server_address), file=sys.stderr, flush=True)
+    print(_banner(server.server_address, tls), file=sys.stderr, flush=True)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     # A signal may land on an application thread: the wake-up descriptor makes the reactor's
     # poll return, so the main thread runs the handler (Ctrl-C, SIGTERM) at once.

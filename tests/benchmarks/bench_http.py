@@ -12,6 +12,10 @@ Workloads (every one ``wrk -t1``, after a 1 s warm-up of the same command):
   of recent heads can hit: the realistic counterpart of ``small``;
 * ``close``: the 1 KiB file with ``Connection: close``, ``-c50`` (connections/s);
 * ``large``: a 64 MiB file, ``-c4`` (MB/s, 10^6 bytes/s);
+* ``tls_small`` / ``tls_close`` / ``tls_large``: ``small``, ``close`` and ``large`` over HTTPS
+  (``--tls-cert``; nginx with the same self-signed certificate, made with ``openssl`` at start,
+  both with their TLS defaults: TLS 1.3, session tickets on, nginx's session cache off; wrk does
+  not resume sessions, so every ``tls_close`` connection is a full handshake);
 * ``hello``: the README's hello-world handler (``hello_app.py``) against uvicorn+uvloop+httptools
   (``uvicorn_hello.py``) and nginx's ``return 200``; ``echo``: ``python -m servers.http --echo``;
   ``hello_close``: the hello handlers with ``Connection: close``.
@@ -45,6 +49,7 @@ import resource
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -66,6 +71,9 @@ WORKLOADS = {
     "medium": ("/medium.bin", 50, False, 10),
     "close": ("/small.bin", 50, True, 10),
     "large": ("/large.bin", 4, False, 30),
+    "tls_small": ("/small.bin", 50, False, 10),
+    "tls_close": ("/small.bin", 50, True, 10),
+    "tls_large": ("/large.bin", 4, False, 30),
     "hello": ("/hello", 50, False, 10),
     "echo": ("/hello", 50, False, 10),
     "hello_close": ("/hello", 50, True, 10),
@@ -87,6 +95,12 @@ ROWS = (
     ("large", "64 MiB file, -c4", "MB/s",
      {"ours": ("ours", "large"), "nginx": ("nginx", "large"),
       "http.server": ("httpserver", "large")}, ("nginx", 0.9)),
+    ("tls_small", "HTTPS 1 KiB file, keep-alive", "req/s",
+     {"ours": ("ours_tls", "tls_small"), "nginx": ("nginx_tls", "tls_small")}, ("nginx", 0.4)),
+    ("tls_close", "HTTPS 1 KiB file, Connection: close (new TLS connections)", "conn/s",
+     {"ours": ("ours_tls", "tls_close"), "nginx": ("nginx_tls", "tls_close")}, ("nginx", 0.5)),
+    ("tls_large", "HTTPS 64 MiB file, -c4", "MB/s",
+     {"ours": ("ours_tls", "tls_large"), "nginx": ("nginx_tls", "tls_large")}, ("nginx", 0.7)),
     ("hello", "hello handler (nginx: return 200)", "req/s",
      {"ours": ("ours_hello", "hello"), "nginx": ("nginx", "hello"),
       "uvicorn": ("uvicorn", "hello")}, ("uvicorn", 1.0)),
@@ -252,15 +266,37 @@ http {{
 """
 
 
-class Peer:
-    """One server under test: how to start it and which workloads it serves."""
+#: nginx over TLS: the same server with the bench's certificate (its defaults otherwise, and
+#: no session cache: wrk does not resume sessions anyway).
+NGINX_TLS_SERVER = """\
+    server {{
+        listen 127.0.0.1:{port} ssl backlog=1024;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache off;
+        root {docroot};
+    }}
+}}
+"""
 
-    def __init__(self, id, label, workloads, ready_path, command):
+
+class Peer:
+    """One server under test: how to start it, which workloads it serves, whether over TLS."""
+
+    def __init__(self, id, label, workloads, ready_path, command, tls=False):
         self.id = id
         self.label = label
         self.workloads = workloads
         self.ready_path = ready_path
         self.command = command          # port -> argv, run with cwd=ROOT
+        self.tls = tls
+
+
+def _ours(script):
+    """A workload script of the checkout whose servers are measured (``--code``), or this one's."""
+    path = os.path.join(ROOT, "tests", "benchmarks", script)
+    return path if os.path.exists(path) else os.path.join(HERE, script)
 
 
 def make_peers(ctx):
@@ -270,18 +306,26 @@ def make_peers(ctx):
              "/small.bin", lambda port: [py, "-m", "servers.http", str(port), "-b", "127.0.0.1",
                                          "-d", ctx["docroot"], "-q"]),
         Peer("ours_hello", "servers.http hello handler", ("hello", "hello_close"), "/hello",
-             lambda port: [py, os.path.join(HERE, "hello_app.py"), str(port)]),
+             lambda port: [py, _ours("hello_app.py"), str(port)]),
         Peer("ours_echo", "servers.http --echo", ("echo",), "/hello",
              lambda port: [py, "-m", "servers.http", str(port), "-b", "127.0.0.1", "--echo",
                            "-q"]),
         Peer("ours_bare", "asyncore_http.py on eventloop (fixed response, no parsing)",
              ("hello_close",), "/hello",
-             lambda port: [py, os.path.join(HERE, "asyncore_http.py"), "--impl", "eventloop",
+             lambda port: [py, _ours("asyncore_http.py"), "--impl", "eventloop",
                            str(port)]),
         Peer("nginx", "nginx, 1 worker", ("small", "varied", "medium", "close", "large", "hello",
                                           "hello_close"), "/hello",
              lambda port: [ctx["nginx"], "-p", ctx["tmp"], "-e", os.path.join(ctx["tmp"],
                            "nginx-error.log"), "-c", write_nginx_conf(ctx, port)]),
+        Peer("ours_tls", "servers.http --tls-cert", ("tls_small", "tls_close", "tls_large"),
+             "/small.bin", lambda port: [py, "-m", "servers.http", str(port), "-b", "127.0.0.1",
+                                         "-d", ctx["docroot"], "-q", "--tls-cert", ctx["cert"],
+                                         "--tls-key", ctx["key"]], tls=True),
+        Peer("nginx_tls", "nginx, 1 worker, TLS", ("tls_small", "tls_close", "tls_large"),
+             "/small.bin", lambda port: [ctx["nginx"], "-p", ctx["tmp"], "-e", os.path.join(
+                 ctx["tmp"], "nginx-error.log"), "-c", write_nginx_conf(ctx, port, tls=True)],
+             tls=True),
         Peer("httpserver", "python -m http.server", ("small", "medium", "close", "large"),
              "/small.bin", lambda port: [py, "-m", "http.server", str(port), "-b", "127.0.0.1",
                                          "-d", ctx["docroot"]]),
@@ -294,11 +338,27 @@ def make_peers(ctx):
     return peers
 
 
-def write_nginx_conf(ctx, port):
+def write_nginx_conf(ctx, port, tls=False):
     path = os.path.join(ctx["tmp"], "nginx-%d.conf" % port)
+    conf = NGINX_CONF.format(tmp=ctx["tmp"], port=port, docroot=ctx["docroot"])
+    if tls:
+        head = conf[:conf.index("    server {")]
+        conf = head + NGINX_TLS_SERVER.format(port=port, docroot=ctx["docroot"],
+                                              cert=ctx["cert"], key=ctx["key"])
     with open(path, "w") as f:
-        f.write(NGINX_CONF.format(tmp=ctx["tmp"], port=port, docroot=ctx["docroot"]))
+        f.write(conf)
     return path
+
+
+def make_certificate(folder):
+    """A self-signed EC P-256 certificate for 127.0.0.1 (both servers use it): (cert, key)."""
+    cert, key = os.path.join(folder, "bench.crt"), os.path.join(folder, "bench.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext",
+                    "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=60)
+    os.chmod(key, 0o644)                # nginx's master reads it as root; tidy anyway
+    return cert, key
 
 
 def _die_with_parent():
@@ -358,9 +418,16 @@ class Running:
 
 
 # ------------------------------------------------------------------ correctness
-def fetch(port, path, headers=None, conn=None, timeout=30):
-    """GET ``path``; (status, lowercased headers, body sha256, body length, connection)."""
-    conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+_UNVERIFIED = ssl._create_unverified_context()
+
+
+def fetch(port, path, headers=None, conn=None, timeout=30, tls=False):
+    """GET ``path`` (over TLS, unverified, with ``tls``); (status, lowercased headers, body
+    sha256, body length, connection)."""
+    if conn is None:
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout,
+                                           context=_UNVERIFIED) if tls else \
+            http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     conn.request("GET", path, headers=headers or {})
     resp = conn.getresponse()
     digest, length = hashlib.sha256(), 0
@@ -374,10 +441,13 @@ def fetch(port, path, headers=None, conn=None, timeout=30):
         length, conn
 
 
-def fetch_close(port, path, timeout=10):
+def fetch_close(port, path, timeout=10, tls=False):
     """GET with ``Connection: close`` on a raw socket, read to EOF: (head, body).  EOF within
     ``timeout`` is the proof the server closed."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    if tls:
+        raw = _UNVERIFIED.wrap_socket(raw)
+    with raw as s:
         s.sendall(b"GET %s HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n" % path.encode())
         data = bytearray()
         while True:
@@ -389,13 +459,13 @@ def fetch_close(port, path, timeout=10):
     return head.decode("latin-1"), body
 
 
-def wait_answering(server, port, path, seconds):
+def wait_answering(server, port, path, seconds, tls=False):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if server.proc.poll() is not None:
             return False
         try:
-            status, _, _, _, conn = fetch(port, path, timeout=2)
+            status, _, _, _, conn = fetch(port, path, timeout=2, tls=tls)
             conn.close()
             if status == 200:
                 return True
@@ -408,25 +478,26 @@ def wait_answering(server, port, path, seconds):
 def check(peer, port, ctx):
     """Raise CheckFailed unless ``peer`` serves its workloads correctly; notes otherwise."""
     notes = []
-    if "small" in peer.workloads:
+    tls = peer.tls
+    if "small" in peer.workloads or "tls_small" in peer.workloads:
         for name, size in FILES.items():
-            status, headers, digest, length, conn = fetch(port, "/" + name)
+            status, headers, digest, length, conn = fetch(port, "/" + name, tls=tls)
             conn.close()
             if status != 200 or digest != ctx["sha256"][name]:
                 raise CheckFailed("%s: GET /%s -> %d, %d bytes, sha256 %s (want %s)"
                                   % (peer.id, name, status, length, digest[:16],
                                      ctx["sha256"][name][:16]))
-        status, headers, _, _, conn = fetch(port, "/small.bin")
+        status, headers, _, _, conn = fetch(port, "/small.bin", tls=tls)
         kept = conn.sock is not None
         if kept:
-            status2, _, digest2, _, _ = fetch(port, "/small.bin", conn=conn)
+            status2, _, digest2, _, _ = fetch(port, "/small.bin", conn=conn, tls=tls)
             if status2 != 200 or digest2 != ctx["sha256"]["small.bin"]:
                 raise CheckFailed("%s: second request on a kept-alive connection failed" % peer.id)
         conn.close()
         if not kept:
             notes.append("%s: no keep-alive (answers with %s)"
                          % (peer.id, headers.get("connection", "HTTP/1.0")))
-        head, body = fetch_close(port, "/small.bin")
+        head, body = fetch_close(port, "/small.bin", tls=tls)
         if hashlib.sha256(body).hexdigest() != ctx["sha256"]["small.bin"]:
             raise CheckFailed("%s: Connection: close: wrong body" % peer.id)
         if not re.search(r"(?im)^connection:\s*close", head):
@@ -506,7 +577,8 @@ def run_wrk(port, workload, duration, ctx, budget, server=None, spec=None):
            "--timeout", "%ds" % timeout, "-s", lua]
     if close:
         cmd += ["-H", "Connection: close"]
-    cmd.append("http://127.0.0.1:%d%s" % (port, path))
+    cmd.append("%s://127.0.0.1:%d%s" % ("https" if workload.startswith("tls_") else "http",
+                                        port, path))
     pids = server.pids if server else []
     cpu0, net0 = cpu_snapshot(pids), net_counters()
     (busy0, steal0), ru0, wall0 = busy_and_steal(), resource.getrusage(resource.RUSAGE_CHILDREN), \
@@ -522,7 +594,7 @@ def run_wrk(port, workload, duration, ctx, budget, server=None, spec=None):
         raise RuntimeError("unexpected wrk output: %r" % out[-400:])
     r = dict(zip(_WRK_KEYS, (int(x) for x in m.group(1).split())))
     seconds = r["duration_us"] / 1e6
-    unit_count = r["bytes"] / 1e6 if workload == "large" else r["requests"]
+    unit_count = r["bytes"] / 1e6 if workload in ("large", "tls_large") else r["requests"]
     wrk_cpu = ru1.ru_utime - ru0.ru_utime + ru1.ru_stime - ru0.ru_stime
     r.update({
         "rate": unit_count / seconds,
@@ -549,7 +621,7 @@ def measure_peer(peer, round_no, args, ctx, budget, samples):
     server = Running(peer.command(port), os.path.join(ctx["logs"], "%s-r%d.log"
                                                       % (peer.id, round_no)), ctx["env"])
     try:
-        if not wait_answering(server, port, peer.ready_path, budget.limit(20)):
+        if not wait_answering(server, port, peer.ready_path, budget.limit(20), peer.tls):
             raise CheckFailed("%s did not answer on port %d (log: %s)"
                               % (peer.id, port, server.log.name))
         server.pids = group_pids(server.pgid) or [server.proc.pid]
@@ -811,10 +883,12 @@ def profile(args, ctx, budget):
         argv = [py, "-m", "cProfile", "-o", out, "-m", "servers.http", str(port), "-b",
                 "127.0.0.1", "-q"]
         argv += ["--echo"] if workload == "echo" else ["-d", ctx["docroot"]]
+        if workload.startswith("tls_"):
+            argv += ["--tls-cert", ctx["cert"], "--tls-key", ctx["key"]]
         ready = "/hello" if workload == "echo" else "/small.bin"
     server = Running(argv, os.path.join(ctx["logs"], "profile-%s.log" % workload), ctx["env"])
     try:
-        if not wait_answering(server, port, ready, budget.limit(20)):
+        if not wait_answering(server, port, ready, budget.limit(20), workload.startswith("tls_")):
             raise CheckFailed("profiled server did not answer (log: %s)" % server.log.name)
         server.pids = group_pids(server.pgid) or [server.proc.pid]
         run_wrk(port, workload, 1, ctx, budget)
@@ -823,7 +897,7 @@ def profile(args, ctx, budget):
         server.stop(grace=20)
     print("profile of our server, %s, under cProfile: %s %s (cProfile slows it down; read the "
           "shares, not the rate)" % (workload, _fmt(sample["rate"]),
-                                     "MB/s" if workload == "large" else "per second"))
+                                     "MB/s" if workload in ("large", "tls_large") else "per second"))
     stats = pstats.Stats(out)
     stats.sort_stats("tottime").print_stats(15)
     print("stats file: %s" % out)
@@ -878,9 +952,12 @@ def main():
     parser.add_argument("--quiet-wait", type=float, default=8.0, metavar="SECONDS",
                         help="before each test, wait at most this long for other processes "
                              "to go quiet (default 8)")
+    parser.add_argument("--code", metavar="DIR",
+                        help="run our servers from the checkout DIR instead of this one (an A/B "
+                             "of two commits with the same script: see ab_http.py)")
     parser.add_argument("--only", metavar="PEER", action="append",
                         help="run only these peers (ours, ours_hello, ours_echo, ours_bare, nginx, "
-                             "httpserver, uvicorn); repeatable")
+                             "ours_tls, nginx_tls, httpserver, uvicorn); repeatable")
     parser.add_argument("--workload", metavar="NAME", action="append", choices=sorted(WORKLOADS),
                         help="run only these workloads; repeatable")
     parser.add_argument("--profile", metavar="WORKLOAD", choices=sorted(WORKLOADS),
@@ -889,6 +966,9 @@ def main():
     parser.add_argument("--max-seconds", type=float, default=1800,
                         help="bound on the whole run (default 1800)")
     args = parser.parse_args()
+    if args.code:
+        global ROOT
+        ROOT = os.path.abspath(args.code)
     if args.merge:
         return merge(args)
 
@@ -926,6 +1006,7 @@ def main():
     interrupted = False
     try:
         ctx["sha256"] = make_docroot(ctx["docroot"])
+        ctx["cert"], ctx["key"] = make_certificate(tmp)
         if args.profile:
             return profile(args, ctx, budget)
         ctx["uvicorn_python"], ctx["uvicorn_versions"] = find_uvicorn(args.uvicorn_python)
