@@ -38,7 +38,7 @@ sys.path.insert(0, HERE)
 
 import bench_http as bh  # noqa: E402
 
-DEFAULT_PEER_PYTHON = "/tmp/h16venv/bin/python"
+DEFAULT_PEER_PYTHON = "/tmp/wsgi-peers/bin/python"
 LARGE = 64 << 20
 
 #: workload -> (connections, wrk --timeout seconds); the path is the peer's.
