@@ -9,12 +9,12 @@ Usage::
 It makes a served tree in a temporary directory (directories of 1,000, 10,000 and 100,000 empty
 files, a 16 KiB file), starts the server on it, and prints:
 
+* ``alias``: one 16 KiB file fetched under 4,096 spellings (``"/" * k + name``): RSS growth;
 * ``pipeline``: one connection sends 2,000 pipelined ``HEAD /k1/`` (a 1,000-entry listing) in one
   send; the server CPU they cost, and how long another client's GET waited meanwhile;
 * ``ten``: server CPU per GET and per HEAD of the 10,000-entry listing, on one connection;
 * ``noread``: 20 clients (4 KiB receive window) each GET the 100,000-entry listing and never read:
-  its size, the server's RSS growth and CPU, and a small GET's latency meanwhile;
-* ``alias``: one 16 KiB file fetched under 4,096 spellings (``"/" * k + name``): RSS growth.
+  its size, the server's RSS growth and CPU, and a small GET's latency meanwhile.
 """
 import argparse
 import os
@@ -161,7 +161,7 @@ def main():
         proc, port = start(os.path.abspath(args.code), root)
         try:
             fetch(port, b"GET /big/ HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")  # warm
-            for step in (pipeline, ten, noread, alias):
+            for step in (alias, pipeline, ten, noread):
                 step(proc.pid, port)
         finally:
             proc.kill()
