@@ -156,6 +156,18 @@ class TokenBucket:
         if self.rate:
             self.tokens -= cost
 
+    def force(self, cost, now):
+        """Take ``cost`` tokens whether or not they are there (for what must happen anyway);
+        the debt is never more than one burst, so the bucket is full again within two
+        bursts' worth of refill."""
+        if self.rate:
+            self.wait(cost, now)
+            self.tokens = max(self.tokens - cost, -float(self.burst))
+
+    def full(self, now):
+        """Whether the bucket has refilled to its burst by ``now`` (it is then as good as new)."""
+        return not self.rate or self.tokens + (now - self.stamp) * self.rate >= self.burst
+
 
 class ReplyLimiter:
     """A :class:`TokenBucket` of replies per source address, ``rate`` a second after a
