@@ -318,17 +318,20 @@ class ChatChannel(AsyncChat):
     """One client: lines in, commands and messages out, through ``room``.
 
     The limits are class attributes; ``flood_lines``, ``flood_bytes`` and
-    ``progress_timeout`` may also be given to the constructor.
+    ``progress_timeout`` may also be given to the constructor, or ``floods``, an
+    :class:`AddressFloods` whose limits and per-address buckets it then uses.
 
     What a member can be owed is bounded twice.  Once it owes more than ``max_queued``
     bytes it is looked at every ``progress_timeout`` seconds (T) and cut unless it keeps
     reading and, from the second look on, owes less at each look than at the one before;
     so it never owes more than ``max_queued`` and one line plus what the others send it in
-    2T.  In 2T one sender's lines add at most ``flood_byte_burst + 2T * flood_bytes`` bytes
+    2T.  In 2T one address's lines add at most ``flood_byte_burst + 2T * flood_bytes`` bytes
     of text (as delivered: an invalid byte becomes the 3 of U+FFFD) plus 29 bytes of
     ``<nick> `` and CRLF for each of at most ``flood_line_burst + 2T * flood_lines`` lines:
-    with the defaults, 98,304 + 29 * 220 = 104,684 bytes per sender.  And whatever the
-    number of senders, beyond ``max_queued_hard`` (1 MiB) it is cut at once.
+    with the defaults, 98,304 + 29 * 220 = 104,684 bytes per sending address (flood control
+    is per address when the channel is given ``floods``, as :class:`ChatServer` does; per
+    channel otherwise).  And whatever the number of senders, beyond ``max_queued_hard``
+    (1 MiB) it is cut at once.
     """
 
     max_line = 1024             # bytes in one input line, terminator excluded
