@@ -1,6 +1,6 @@
 """A line-based chat room for telnet and nc clients, on :class:`eventloop.AsyncChat`.
 
-    python -m servers.chat [PORT] [-b ADDR] [-q] [--tls-cert PATH [--tls-key PATH]]
+    python -m servers.chat [PORT] [-b ADDR] [--max-per-ip N] [-q] [--tls-cert PATH [--tls-key PATH]]
 
 With ``--tls-cert`` the room speaks TLS (``openssl s_client -connect HOST:PORT`` is then the
 telnet); a member joins once its handshake is complete.
@@ -188,6 +188,11 @@ class AddressFloods:
         self._idle.pop(host, None)
         entry[1] += 1
         return entry[0]
+
+    def connections(self, host):
+        """How many connections from ``host`` are open."""
+        entry = self._entries.get(host)
+        return entry[1] if entry is not None else 0
 
     def release(self, host, now):
         """A connection from ``host`` closed."""
@@ -608,10 +613,15 @@ class ChatServer(Listener):
     the connections from one address share one :class:`FloodControl` (``self.floods``)."""
 
     channel = ChatChannel
+    #: Connections one address may hold at once (0: no limit); one more is told so and
+    #: closed.  IRC servers allow a handful (ngircd 5); 16 leaves room for a shared address.
+    max_per_ip = 16
 
     def __init__(self, host="", port=DEFAULT_PORT, *, map=None, flood_lines=None,
-                 flood_bytes=None, progress_timeout=None, tls_context=None):
+                 flood_bytes=None, progress_timeout=None, tls_context=None, max_per_ip=None):
         Listener.__init__(self, host, port, map=map)
+        if max_per_ip is not None:
+            self.max_per_ip = max_per_ip
         self.room = ChatRoom()
         channel = self.channel
         self.floods = AddressFloods(
@@ -621,6 +631,17 @@ class ChatServer(Listener):
                        "floods": self.floods}
 
     def handle_accepted(self, sock, addr):
+        if self.max_per_ip and self.floods.connections(addr[0]) >= self.max_per_ip:
+            member_log.info("connection from %s refused: %d from that address already",
+                            format_address(addr), self.max_per_ip)
+            if self.limits["tls_context"] is None:
+                try:                # one short line fits an empty send buffer: never blocks
+                    sock.send(b"* too many connections from your address (the limit is %d)\r\n"
+                              % self.max_per_ip)
+                except OSError:
+                    pass
+            sock.close()
+            return
         member_log.info("connection from %s", format_address(addr))
         self.channel(sock, self.room, map=self._map, **self.limits)
 
@@ -636,12 +657,23 @@ def _rate(text):
     return value
 
 
+def _count(text):
+    """argparse type for a count: a whole number >= 0 (0: no limit)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a whole number: %r" % text) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more, got %s" % text)
+    return value
+
+
 @exits_on_ctrl_c
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m servers.chat",
         usage="%(prog)s [PORT] [-b ADDR] [--flood-lines N] [--flood-bytes N] "
-              "[--progress-timeout S] [-q] [--tls-cert PATH [--tls-key PATH]]",
+              "[--progress-timeout S] [--max-per-ip N] [-q] [--tls-cert PATH [--tls-key PATH]]",
         description="A chat room for telnet and nc clients: every line goes to everyone "
                     "else; /help lists the commands.")
     add_address_arguments(parser, DEFAULT_PORT,
@@ -659,6 +691,9 @@ def main(argv=None):
                         "%d bytes: one that has read nothing since the last look, or owes "
                         "more than then, is disconnected (default %%(default)g)"
                         % ChatChannel.max_queued)
+    parser.add_argument("--max-per-ip", type=_count, default=ChatServer.max_per_ip, metavar="N",
+                        help="connections one address may hold at once; one more is told so "
+                        "and closed (default %(default)s; 0: no limit)")
     add_quiet_argument(parser, "what each member does (connects, joins, renames, leaves)")
     add_tls_arguments(parser, password=False)
     args = parser.parse_args(argv)
@@ -670,7 +705,7 @@ def main(argv=None):
     try:
         server = ChatServer(args.bind, args.port, flood_lines=args.flood_lines,
                             flood_bytes=args.flood_bytes, progress_timeout=args.progress_timeout,
-                            tls_context=tls_context)
+                            tls_context=tls_context, max_per_ip=args.max_per_ip)
     except OSError as exc:
         return cannot_listen(parser.prog, args, exc)
     log.info("listening on %s (%s)", format_address(server.address),

@@ -24,7 +24,7 @@ from eventloop.testing import chunkings, memory_reactor, memory_socketpair, pump
 from servers.chat import (HELP, AddressFloods, ChatChannel, ChatRoom, ChatServer, FloodControl,
                           strip_telnet)
 
-from launchers import server_process
+from launchers import reactor_thread, server_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 5.0
@@ -648,6 +648,39 @@ def test_an_address_entry_lives_until_its_last_connection_closed_and_its_buckets
     floods.release("192.0.2.1", 0.1)
     floods.acquire("192.0.2.2", 1.0)       # a look at the table: 192.0.2.1 is full by now
     assert len(floods) == 1 and floods.acquire("192.0.2.1", 1.0) is not a
+
+
+def test_an_address_holds_at_most_max_per_ip_connections():
+    """Over real sockets: with --max-per-ip 3, a fourth connection from 127.0.0.1 is told
+    why and closed, while one from 127.0.0.2 joins; once one of the three has gone, 127.0.0.1
+    may connect again."""
+    reactor = Reactor()
+    server = ChatServer("127.0.0.1", 0, map=reactor.map, max_per_ip=3)
+
+    def connect(source):
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT,
+                                        source_address=(source, 0))
+        return sock, sock.makefile("rb")
+
+    with reactor_thread(reactor):
+        three = [connect("127.0.0.1") for _ in range(3)]
+        for _, reader in three:
+            assert reader.readline().startswith(b"* welcome, guest")
+        sock, reader = connect("127.0.0.1")
+        assert reader.read() == b"* too many connections from your address (the limit is 3)\r\n"
+        sock.close()
+        other, other_reader = connect("127.0.0.2")
+        assert other_reader.readline().startswith(b"* welcome, guest")
+        three[0][0].sendall(b"/quit\r\n")
+        assert three[0][1].read().endswith(b"* bye, guest1\r\n")
+        deadline = time.monotonic() + TIMEOUT   # the server closes its side, then forgets it
+        while server.floods.connections("127.0.0.1") != 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        again, again_reader = connect("127.0.0.1")
+        assert again_reader.readline().startswith(b"* welcome, guest")
+        for sock, reader in three + [(other, other_reader), (again, again_reader)]:
+            reader.close()
+            sock.close()
 
 
 # ------------------------------------------------ flood control over real sockets
