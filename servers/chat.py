@@ -21,6 +21,7 @@ Limits keep one client from hurting the others:
   tokens are back; the room is never paused.  Arrival notices are charged to the same
   buckets: one over the limit is not sent (the member still joins), and neither is its
   departure later (see :class:`ChatRoom`);
+* one address may hold at most ``ChatServer.max_per_ip`` connections (``--max-per-ip``);
 * a member whose unsent output is over ``max_queued`` bytes must keep up: if, at a look
   every ``progress_timeout`` seconds, it has read nothing since the last look, or (from the
   second look on) owes more than it did then, it is disconnected, and so is a member owed
@@ -354,7 +355,8 @@ class ChatChannel(AsyncChat):
     flood_byte_burst = 16384    # bytes at once
 
     _flood = None               # its FloodControl: its address's, or made when first needed
-    _floods = None              # the AddressFloods it took _flood from, if any
+    _floods = None              # the AddressFloods it took _flood from, if any,
+    _flood_host = None          # under this client address
     arrival_unannounced = False  # set by the room when its arrival was kept quiet
     _held = b""                 # input read but not yet acted on, while it is paused ...
     _held_pos = 0               # ... from this offset, which is the start of a line
@@ -379,7 +381,9 @@ class ChatChannel(AsyncChat):
             # Shared with every other connection from this address (their limits, too).
             self.flood_lines, self.flood_line_burst, self.flood_bytes, \
                 self.flood_byte_burst = floods.limits
-            self._flood = floods.acquire(self.addr[0], self.reactor.clock())
+            # (No address: the peer was gone before it was asked; it shares the None entry.)
+            self._flood_host = self.addr[0] if self.addr else None
+            self._flood = floods.acquire(self._flood_host, self.reactor.clock())
             self._floods = floods
         self.set_terminator(b"\n")
         self.room = room
@@ -604,7 +608,7 @@ class ChatChannel(AsyncChat):
         AsyncChat.close(self)
         floods, self._floods = self._floods, None
         if floods is not None:
-            floods.release(self.addr[0], self.reactor.clock())
+            floods.release(self._flood_host, self.reactor.clock())
 
 
 class ChatServer(Listener):
