@@ -143,9 +143,6 @@ class HTTPServer(Dispatcher):
         listener = self.socket
         limit = self.connection_limit
         for _ in range(self.accept_batch):
-            if limit is not None and len(self.channels) >= limit and not self.shed_connections():
-                self._pause_accepting("%d connections (the connection limit)" % limit)
-                return
             try:
                 if args is None:                # not a plain socket.socket: its own accept()
                     sock, addr = listener.accept()
@@ -163,6 +160,10 @@ class HTTPServer(Dispatcher):
                     self._pause_accepting("accept failed (%s)" % exc)
                     return
                 raise
+            if limit is not None and len(self.channels) >= limit and not self.shed_connections():
+                sock.close()            # every connection is busy: this one is refused
+                self._pause_accepting("%d connections, all busy (the connection limit)" % limit)
+                return
             try:
                 if not self._nodelay_inherited:
                     self._set_nodelay(sock)
