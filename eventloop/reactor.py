@@ -242,6 +242,15 @@ class Reactor:
         """The poller's descriptor, for embedding in another loop (-1 for poll/select)."""
         return self.poller.fileno()
 
+    def signal_wakeup_fd(self):
+        """The descriptor to give ``signal.set_wakeup_fd()`` in a program with threads: a
+        signal that one of them takes still wakes a loop waiting in the poller (Python runs
+        its handler in the main thread only once that thread runs again).  None when the
+        reactor was made with ``wakeup=False``."""
+        if self.poller is not None and self._waker is not None:
+            return self._waker[1].fileno()
+        return None
+
     def _open_waker(self):
         r, w = socket.socketpair()
         r.setblocking(False)

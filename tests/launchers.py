@@ -54,9 +54,10 @@ def read_until(stream, pattern, timeout=TIMEOUT):
 
 
 @contextlib.contextmanager
-def server_process(module, *args, banner=rb"listening on 127\.0\.0\.1:(\d+)", timeout=TIMEOUT):
-    """``python -m module 0 -b 127.0.0.1 *args``: yields the port its ``banner`` names."""
-    proc = subprocess.Popen([sys.executable, "-m", module, "0", "-b", "127.0.0.1", *args],
+def server_process(module, *args, banner=rb"listening on 127\.0\.0\.1:(\d+)", timeout=TIMEOUT,
+                   first=()):
+    """``python -m module *first 0 -b 127.0.0.1 *args``: yields the port its ``banner`` names."""
+    proc = subprocess.Popen([sys.executable, "-m", module, *first, "0", "-b", "127.0.0.1", *args],
                             cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     try:

@@ -142,8 +142,9 @@ def parse_args(argv=None):
     return args
 
 
-def configure_logging(quiet):
-    """Access log lines as they are on stderr; other messages with their level."""
+def configure_logging(quiet, prog=PROG):
+    """Access log lines as they are on stderr; other messages with their level (errors as
+    ``prog: error: ...``)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     access = logging.getLogger("servers.http.access")
@@ -151,7 +152,7 @@ def configure_logging(quiet):
     access.propagate = False
     access.setLevel(logging.WARNING if quiet else logging.INFO)
     logging.getLogger("servers.http").setLevel(logging.INFO)
-    log_to_stderr(PROG, "%(levelname)s %(name)s: %(message)s", logging.WARNING)
+    log_to_stderr(prog, "%(levelname)s %(name)s: %(message)s", logging.WARNING)
 
 
 def _banner(address, tls=False):

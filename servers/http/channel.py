@@ -23,6 +23,14 @@ and dropped as it arrives, so the connection stays usable and the body costs no 
 reads is kept only once the server's :class:`~servers.http.budget.BodyBudget` has room for all
 of it (ROOM until then, with reading paused and no ``100 Continue`` sent).
 
+A handler may take bodies as they arrive instead: if it has ``body_sink(request)`` and that
+returns a sink (not None), the body's pieces go to ``sink.write(data)`` as they are read, then
+``sink.end()``, or ``sink.abort()`` if the body cannot complete (the connection closed, a
+protocol error, a timeout); nothing is kept here and the BodyBudget is not asked.  With
+``sink.early`` true the handler gets the request as soon as its head is in (the channel reads
+the body on while the handler answers, and sends ``100 Continue`` only when the handler asks,
+:meth:`HTTPRequest.send_continue`), else once the body is complete.
+
 Back-pressure, the invariant that keeps memory bounded: output waits in the channel's
 :class:`eventloop.transport.OutputQueue`, and while anything is queued (the client reads
 slower than we write) or the application has not finished its response, the channel neither
@@ -106,6 +114,7 @@ class HTTPChannel(DispatcherWithSend):
     _discarded = 0              # bytes read and dropped while lingering
     _head_held = 0              # bytes of a partial head, as counted by the server
     _drain_callbacks = None
+    _sink = None                # the handler's sink for the body being read (see body_sink)
 
     def __init__(self, sock, addr, server):
         # Dispatcher.__init__ is not called: it would ask for the peer's address, which accept()
@@ -195,13 +204,18 @@ class HTTPChannel(DispatcherWithSend):
         conn = self.conn
         next_event = conn.next_event
         out = self._out
+        sink = self._sink       # (kept in step with it below: read once, it costs less)
         while not out.pending and self.phase < CLOSING:     # (CLOSED, too, is past CLOSING)
             req = self._req
             if self.phase == APP:
-                if req._state != DONE:
+                if req._state != DONE and sink is None:
                     # The application is still answering: wait, and meanwhile look every
                     # io_timeout whether the client is still there (handle_idle_timeout).
-                    self.pause_reading()
+                    # Reading stops once anything more has come (a pipelined request, the
+                    # client's EOF): until then watching costs nothing, and stopping and
+                    # starting again would cost two poller updates per request.
+                    if conn.buffered_bytes or self.eof_received:
+                        self.pause_reading()
                     self._since = self._last_io
                     self.rearm_timeout(self._since + self.server.io_timeout)
                     return
@@ -228,9 +242,14 @@ class HTTPChannel(DispatcherWithSend):
                     req._close = True           # an HTTP/1.0 server closes after each response
                 self._body = None
                 self.phase = BODY
+                body_sink = self.server.body_sink
+                if body_sink is not None:
+                    sink = self._start_sink(body_sink, req)
             elif t is Data:
                 body = self._body
-                if body is None:
+                if sink is not None:
+                    sink.write(event.data)
+                elif body is None:
                     waiting = not self._admit_body(req)
                     if self._body is None:
                         self._body = event.data
@@ -243,7 +262,13 @@ class HTTPChannel(DispatcherWithSend):
                         body = self._body = bytearray(body)
                     body += event.data
             elif t is EndOfMessage:
-                if self.phase == BODY:
+                if sink is not None:
+                    self._sink = None
+                    sink.end()
+                    sink = None
+                    if self.phase == BODY:
+                        self._dispatch(req)
+                elif self.phase == BODY:
                     body = self._body
                     if body is not None:            # (never None while room is held)
                         if body is not _DISCARD:
@@ -284,7 +309,11 @@ class HTTPChannel(DispatcherWithSend):
         elif phase == BODY:
             self.rearm_timeout(self._last_io + server.io_timeout)
             if self.conn.they_are_waiting_for_100_continue:
-                if not self._admit_body(self._req):
+                if self._sink is not None:
+                    # The handler gets the request once its body is in: the client must send it.
+                    if server.protocol != "HTTP/1.0":
+                        self._output().write(self.conn.send(_CONTINUE))
+                elif not self._admit_body(self._req):
                     return              # 100 Continue once the body has room
                 if self._body is _DISCARD:
                     # Answer now; the client may or may not send the body, so close after.
@@ -298,6 +327,8 @@ class HTTPChannel(DispatcherWithSend):
                         self._output().write(self.conn.send(_CONTINUE))
         elif phase == ROOM:
             return                      # reading stays paused until the body has room
+        elif phase == APP:                          # the body streams to the handler
+            self.rearm_timeout(self._last_io + server.io_timeout)
         if not self.reading:
             self.resume_reading()
 
@@ -324,6 +355,41 @@ class HTTPChannel(DispatcherWithSend):
         self.pause_reading()
         self.rearm_timeout(now + self.server.io_timeout)
         return False
+
+    def _start_sink(self, body_sink, req):
+        """Ask the handler whether it takes the body of ``req`` as it arrives (see the module
+        docstring); if it does with ``early``, hand it the request now."""
+        sink = body_sink(req)
+        if sink is None:
+            return None
+        req.body_sink = self._sink = sink
+        req._on_close = [sink.abort]        # (a no-op once the body is complete)
+        if sink.early:
+            if self.conn.they_are_waiting_for_100_continue:
+                # Until it gets 100 Continue the client may or may not send the body: a response
+                # before that ends the connection (send_continue takes this back).
+                req._close = True
+            self._dispatch(req)
+        return self._sink       # (None if the dispatch already ended the request)
+
+    def send_continue(self, req):
+        """Tell a client waiting with ``Expect: 100-continue`` to send the body of ``req``."""
+        if (self.connected and req is self._req and req._state == NOT_STARTED
+                and self._sink is not None and self.conn.they_are_waiting_for_100_continue
+                and self.server.protocol != "HTTP/1.0"):
+            req._close = False
+            self._output().write(self.conn.send(_CONTINUE))
+
+    def when_closed(self, req, callback):
+        """Call ``callback()`` if the connection closes while ``req`` is its request (at once
+        if it has closed, or moved on); it must not write.  The callbacks are the request's:
+        they go with it when the next request begins."""
+        if not self.connected or req is not self._req:
+            callback()
+        elif req._on_close is None:
+            req._on_close = [callback]
+        else:
+            req._on_close.append(callback)
 
     def room_granted(self):
         """The BodyBudget granted the room this channel waited for: read on (from the reactor,
@@ -393,6 +459,10 @@ class HTTPChannel(DispatcherWithSend):
     def _drop_body(self):
         """Let go of the body being received, and of its room in the server's BodyBudget."""
         self._body = None
+        sink = self._sink
+        if sink is not None:
+            self._sink = None
+            sink.abort()
         if self._room_held:
             self._release_room()
         elif self.phase == ROOM:
@@ -612,23 +682,32 @@ class HTTPChannel(DispatcherWithSend):
             self.close()
 
     def close(self):
+        req = self._req
         self._drain_callbacks = None
         if self._head_held:
             self.server.head_bytes_changed(self, 0)
         if self._room_held or self.phase == ROOM:
-            self._drop_body()
+            self._drop_body()       # (a body sink is aborted by its request's _on_close)
         self.server.channels.discard(self)
         DispatcherWithSend.close(self)
         self.phase = CLOSED
         self._req = None            # (the request refers back to the channel)
+        callbacks = req._on_close if req is not None else None
+        if callbacks is not None:
+            req._on_close = None
+            for callback in callbacks:
+                try:
+                    callback()
+                except Exception:
+                    log.error("error in when_closed callback %r", callback, exc_info=True)
 
     # ------------------------------------------------------------- timeouts
     def timeout_due(self):
         """When the current phase times out (see the module docstring): the core's channel
         timer asks this when it fires."""
         server = self.server
-        if self._out.pending:
-            return self._last_io + server.io_timeout      # the client is not reading
+        if self._out.pending or self._sink is not None:
+            return self._last_io + server.io_timeout      # a transfer without progress
         name, moves = _TIMEOUTS[self.phase]
         return (self._last_io if moves else self._since) + getattr(server, name)
 
@@ -636,6 +715,11 @@ class HTTPChannel(DispatcherWithSend):
         phase = self.phase
         if self._out.pending or phase >= CLOSING:
             self.close()                    # a stalled download, or a close that never finished
+        elif self._sink is not None:        # (APP: the handler got the request early)
+            if self._req._state == NOT_STARTED:
+                self._refuse(408, "The request body took too long.", self._req.request_line)
+            else:
+                self.close()
         elif phase == APP:
             if self._client_gone():
                 self.close()

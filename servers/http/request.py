@@ -34,11 +34,13 @@ class HTTPRequest:
     (an :class:`eventloop.http11.Headers`: ``get(name)``, ``get_all(name)``, iteration over
     ``(name, value)`` pairs), ``body`` (bytes; b"" when the handler's ``will_read_body`` said
     no: the body was dropped as it arrived), ``client_address``.  ``status`` is the status
-    sent (None before), ``sent_bytes`` the body bytes sent so far.
+    sent (None before), ``sent_bytes`` the body bytes sent so far.  ``body_sink`` is what the
+    handler's ``body_sink(request)`` gave, when the body goes there instead of into ``body``.
     """
 
     __slots__ = ("method", "target", "path", "query", "version", "headers", "body",
-                 "client_address", "status", "sent_bytes", "_channel", "_state", "_close")
+                 "client_address", "status", "sent_bytes", "body_sink", "_channel", "_state",
+                 "_close", "_on_close")
 
     def __init__(self, channel, event, client_address):
         self.method = event.method
@@ -53,9 +55,11 @@ class HTTPRequest:
         self.client_address = client_address
         self.status = None
         self.sent_bytes = 0
+        self.body_sink = None
         self._channel = channel
         self._state = NOT_STARTED
         self._close = False
+        self._on_close = None       # when_closed callbacks
 
     def __repr__(self):
         return "<HTTPRequest %s %s HTTP/%s>" % (self.method, self.target, self.version)
@@ -110,6 +114,18 @@ class HTTPRequest:
     def buffered_bytes(self):
         """Output bytes queued for this connection and not yet accepted by the kernel."""
         return self._channel.queued_bytes
+
+    def send_continue(self):
+        """Send ``100 Continue`` now if the client waits for it (``Expect: 100-continue``) before
+        sending the body, which goes to ``body_sink`` (a handler that got the request early
+        calls this when it first wants the body)."""
+        self._channel.send_continue(self)
+
+    def when_closed(self, callback):
+        """Call ``callback()`` if the connection closes before this request is done with (at
+        once if it has closed): for work elsewhere (another thread) that must learn the client
+        went away.  It must not write."""
+        self._channel.when_closed(self, callback)
 
     def send_file(self, path, content_type=None):
         """Answer with the file at the filesystem ``path`` (the handler vouches for it): 200, 206,

@@ -102,6 +102,7 @@ class HTTPServer(Dispatcher):
         if app is None:
             app = StaticFiles(".")
         self.app = app
+        self.body_sink = getattr(app, "body_sink", None)    # see HTTPChannel: streamed bodies
         self.max_body = max_buffered_bodies if max_body is None else max_body
         self.body_budget = BodyBudget(max_buffered_bodies, reactor, io_timeout)
         self.protocol = protocol

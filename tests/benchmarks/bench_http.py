@@ -568,9 +568,10 @@ _WRK_KEYS = ("requests", "bytes", "duration_us", "err_connect", "err_read", "err
              "err_status", "err_timeout", "p50_us", "p99_us")
 
 
-def run_wrk(port, workload, duration, ctx, budget, server=None):
-    """One pinned wrk run of ``workload``; with ``server``, its CPU and the machine's noise."""
-    path, conns, close, timeout = WORKLOADS[workload]
+def run_wrk(port, workload, duration, ctx, budget, server=None, spec=None):
+    """One pinned wrk run of ``workload`` (``spec``: its ``WORKLOADS`` entry, for scripts with
+    workloads of their own); with ``server``, its CPU and the machine's noise."""
+    path, conns, close, timeout = spec or WORKLOADS[workload]
     lua = ctx["lua_varied"] if workload == "varied" else ctx["lua"]
     cmd = ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", "-c%d" % conns, "-d%ds" % duration,
            "--timeout", "%ds" % timeout, "-s", lua]
