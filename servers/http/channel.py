@@ -112,7 +112,7 @@ class HTTPChannel(DispatcherWithSend):
     _room_held = False          # for that body in the server's BodyBudget
     _in_process = False         # _process is running (it is not re-entered)
     _discarded = 0              # bytes read and dropped while lingering
-    _head_held = 0              # bytes of a partial head, as counted by the server
+    _head_held = 0              # (set in __init__ too, see there)
     _drain_callbacks = None
     _sink = None                # the handler's sink for the body being read (see body_sink)
 
@@ -133,6 +133,8 @@ class HTTPChannel(DispatcherWithSend):
         self._out = _Output(self, SocketWriter(sock, _DONTWAIT))
         self._clock = clock = server.clock
         self._last_io = self._since = now = clock()
+        self._head_held = 0         # bytes of a partial head, as counted by the server (an
+                                    # instance attribute: read on every read, a class one is slower)
         server.channels.add(self)
         self._read_at_once(now)
         if self.connected:
@@ -181,9 +183,12 @@ class HTTPChannel(DispatcherWithSend):
             self.interest_changed()
             self.conn.receive_data(b"")
         self._process()
-        held = self.conn.buffered_bytes if self.phase == HEAD else 0
-        if held != self._head_held:
-            self.server.head_bytes_changed(self, held)     # (which may shed this channel)
+        if self.phase == HEAD:
+            held = self.conn.buffered_bytes
+            if held != self._head_held:
+                self.server.head_bytes_changed(self, held)     # (which may shed this channel)
+        elif self._head_held:
+            self.server.head_bytes_changed(self, 0)
 
     def handle_expt(self):
         # HTTP has no use for TCP urgent data, and unread it would be reported forever.

@@ -155,13 +155,15 @@ class HTTPServer(Dispatcher):
             except OSError as exc:
                 if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
                     continue
-                if exc.errno in (errno.EMFILE, errno.ENFILE) and self.shed_connections():
+                if exc.errno in (errno.EMFILE, errno.ENFILE) and \
+                        self.shed_connections("accept failed (%s)" % exc):
                     continue
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     self._pause_accepting("accept failed (%s)" % exc)
                     return
                 raise
-            if limit is not None and len(self.channels) >= limit and not self.shed_connections():
+            if limit is not None and len(self.channels) >= limit and \
+                    not self.shed_connections("%d connections (the connection limit)" % limit):
                 sock.close()            # every connection is busy: this one is refused
                 self._pause_accepting("%d connections, all busy (the connection limit)" % limit)
                 return
@@ -178,11 +180,12 @@ class HTTPServer(Dispatcher):
         self.pause_reading()
         self.call_later(0.5, self.resume_reading)
 
-    def shed_connections(self):
+    def shed_connections(self, why):
         """Close up to ``shed_batch`` connections to make room for new ones (as nginx reuses
         idle keep-alive connections when short of them): idle keep-alive ones (WAIT) first,
         longest idle first, then ones still waiting for a request head (HEAD), oldest first:
-        they had the most time.  None with output queued.  True if any was closed.
+        they had the most time.  None with output queued.  True if any was closed (logged
+        with ``why``).
 
         One pass over the connections for each batch: O(connections / shed_batch) per
         connection let in."""
@@ -198,8 +201,8 @@ class HTTPServer(Dispatcher):
         for _, _, channel in victims:
             channel.shed(503, "The server has too many connections; try again later.")
         if victims:
-            log.warning("short of connections: closed %d (%d idle, %d waiting for a head)",
-                        len(victims), min(len(victims), len(waiting)),
+            log.warning("%s: closed %d connections to make room (%d idle, %d waiting for a head)",
+                        why, len(victims), min(len(victims), len(waiting)),
                         max(len(victims) - len(waiting), 0))
         return bool(victims)
 
