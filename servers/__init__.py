@@ -129,6 +129,79 @@ def exits_on_ctrl_c(main):
     return guarded
 
 
+class TokenBucket:
+    """``burst`` tokens that refill at ``rate`` a second: how much of something (replies,
+    lines, bytes) may happen now.  A rate of 0 means no limit.  Time is whatever clock the
+    caller passes as ``now``."""
+
+    __slots__ = ("rate", "burst", "tokens", "stamp")
+
+    def __init__(self, rate, burst, now):
+        self.rate, self.burst = rate, burst
+        self.tokens = float(burst)
+        self.stamp = now
+
+    def wait(self, cost, now):
+        """Refill up to ``now``; return 0 if ``cost`` tokens may be spent now, else how many
+        seconds until they may (a cost above the burst needs a full bucket, and then goes)."""
+        if not self.rate:
+            return 0.0
+        self.tokens = min(self.burst, self.tokens + max(0.0, now - self.stamp) * self.rate)
+        self.stamp = now
+        wait = (min(cost, self.burst) - self.tokens) / self.rate
+        return wait if wait > 1e-9 else 0.0    # less is rounding in the refill
+
+    def spend(self, cost):
+        """Take ``cost`` tokens (the bucket may go into debt, which the refill pays first)."""
+        if self.rate:
+            self.tokens -= cost
+
+    def force(self, cost, now):
+        """Take ``cost`` tokens whether or not they are there (for what must happen anyway);
+        the debt is never more than one burst, so the bucket is full again within two
+        bursts' worth of refill."""
+        if self.rate:
+            self.wait(cost, now)
+            self.tokens = max(self.tokens - cost, -float(self.burst))
+
+    def full(self, now):
+        """Whether the bucket has refilled to its burst by ``now`` (it is then as good as new)."""
+        return not self.rate or self.tokens + (now - self.stamp) * self.rate >= self.burst
+
+
+class ReplyLimiter:
+    """A :class:`TokenBucket` of replies per source address, ``rate`` a second after a
+    ``burst``, in a table of at most ``max_sources`` addresses.
+
+    The table is kept in least-recently-used order; a new address beyond the bound evicts
+    the one unheard of longest.  A forger who sprays ``max_sources`` addresses to evict a
+    bucket thus gets one fresh burst for that many datagrams: memory stays bounded and the
+    limit holds on average.
+    """
+
+    def __init__(self, rate, burst, max_sources):
+        self.rate, self.burst, self.max_sources = rate, burst, max_sources
+        self._buckets = collections.OrderedDict()
+
+    def __len__(self):
+        return len(self._buckets)
+
+    def allow(self, addr, now):
+        """Whether a reply to ``addr`` may go now (it is then charged for it)."""
+        buckets = self._buckets
+        bucket = buckets.get(addr)
+        if bucket is None:
+            if len(buckets) >= self.max_sources:
+                buckets.popitem(last=False)
+            bucket = buckets[addr] = TokenBucket(self.rate, self.burst, now)
+        else:
+            buckets.move_to_end(addr)
+        if bucket.wait(1, now):
+            return False
+        bucket.spend(1)
+        return True
+
+
 def run_loop():
     """Run the default reactor until no channel is left; exit status 0."""
     eventloop.loop()
@@ -148,8 +221,15 @@ class UDPServer(eventloop.Dispatcher):
     forged: one datagram "from" another reflector (or from this very socket) makes the two
     answer each other for ever.  So, as inetd does for its built-in services, a datagram is
     never answered when it comes from a port that may hold such a service (see
-    :meth:`refusal`); each one is counted in ``refused`` and logged at debug level, at most
-    one line per ``refusal_log_interval`` seconds, each with the running count.
+    :meth:`refusal`); each one is counted in ``refused``.  That rule cannot know every port
+    another reflector may use (a second instance on 9007, say), so replies to one source
+    address (host and port) are also rate-limited: ``reply_rate`` a second after a burst of
+    ``reply_burst`` (:class:`ReplyLimiter`, at most ``max_sources`` addresses remembered).
+    A loop between two reflectors carries one datagram, so the first reply the limit drops
+    ends it; a legitimate client (rdate, one datagram per request, each request from a new
+    port) never meets the limit.  Each datagram not answered for being over the rate is
+    counted in ``limited``.  Both kinds of drop are logged at debug level, at most one line
+    per ``refusal_log_interval`` seconds for each kind, each with its running count.
     """
 
     max_datagram = 65536        # bytes read per datagram; a longer one is cut to this
@@ -157,11 +237,18 @@ class UDPServer(eventloop.Dispatcher):
     #: (8037), which another host (or another process here) may be running.
     reflector_ports = frozenset({8007, 8037})
     refusal_log_interval = 10.0
+    #: Replies a second to one source address (0: no limit), after a burst of this many.
+    reply_rate = 4.0
+    reply_burst = 8
+    #: Source addresses whose reply buckets are remembered (the least recently heard go).
+    max_sources = 4096
     # The ports this process's open UDP servers are bound to, each with how many hold it.
     _ports_in_use = collections.Counter()
 
     refused = 0                 # datagrams not answered because of where they came from
+    limited = 0                 # datagrams not answered because their source is over the rate
     _quiet_until = -math.inf    # no refusal is logged before this time (reactor clock)
+    _limit_quiet_until = -math.inf  # nor a drop over the rate before this one
     _holds_port = False
 
     def __init__(self, host="", port=0, *, map=None):
@@ -175,6 +262,7 @@ class UDPServer(eventloop.Dispatcher):
             raise
         self.address = self.socket.getsockname()
         self.port = self.address[1]
+        self.limiter = ReplyLimiter(self.reply_rate, self.reply_burst, self.max_sources)
         self._ports_in_use[self.port] += 1
         self._holds_port = True
 
@@ -216,11 +304,19 @@ class UDPServer(eventloop.Dispatcher):
             self.log.debug("udp receive error ignored: %s", exc)
             return
         why = self.refusal(addr)
+        now = self.reactor.clock()
         if why is None:
-            self.handle_datagram(data, addr)
+            if self.limiter.allow(addr, now):
+                self.handle_datagram(data, addr)
+                return
+            self.limited += 1
+            if now >= self._limit_quiet_until:
+                self._limit_quiet_until = now + self.refusal_log_interval
+                self.log.debug("not answering a datagram from %s: it is over %g replies a "
+                               "second to one address (%d limited so far)",
+                               format_address(addr), self.reply_rate, self.limited)
             return
         self.refused += 1
-        now = self.reactor.clock()
         if now >= self._quiet_until:
             self._quiet_until = now + self.refusal_log_interval
             self.log.debug("not answering a datagram from %s: %s (%d refused so far)",

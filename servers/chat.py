@@ -1,6 +1,6 @@
 """A line-based chat room for telnet and nc clients, on :class:`eventloop.AsyncChat`.
 
-    python -m servers.chat [PORT] [-b ADDR] [-q] [--tls-cert PATH [--tls-key PATH]]
+    python -m servers.chat [PORT] [-b ADDR] [--max-per-ip N] [-q] [--tls-cert PATH [--tls-key PATH]]
 
 With ``--tls-cert`` the room speaks TLS (``openssl s_client -connect HOST:PORT`` is then the
 telnet); a member joins once its handshake is complete.
@@ -13,10 +13,15 @@ the members by nickname and hands each member lines to deliver.
 Limits keep one client from hurting the others:
 
 * a line longer than ``max_line`` bytes is dropped as it arrives (never buffered whole);
-* flood control: each member may send the room ``flood_lines`` lines and ``flood_bytes``
-  bytes a second, after a burst of ``flood_line_burst`` lines and ``flood_byte_burst``
-  bytes (:class:`FloodControl`).  A member over it is paused: its socket is no longer read
-  (TCP then slows the sender down) until the tokens are back; the room is never paused;
+* flood control: the members connected from one address may send the room
+  ``flood_lines`` lines and ``flood_bytes`` bytes a second together, after a burst of
+  ``flood_line_burst`` lines and ``flood_byte_burst`` bytes (:class:`FloodControl`, one per
+  address: :class:`AddressFloods`), so that many connections buy no more.  A member over
+  it is paused: its socket is no longer read (TCP then slows the sender down) until the
+  tokens are back; the room is never paused.  Arrival notices are charged to the same
+  buckets: one over the limit is not sent (the member still joins), and neither is its
+  departure later (see :class:`ChatRoom`);
+* one address may hold at most ``ChatServer.max_per_ip`` connections (``--max-per-ip``);
 * a member whose unsent output is over ``max_queued`` bytes must keep up: if, at a look
   every ``progress_timeout`` seconds, it has read nothing since the last look, or (from the
   second look on) owes more than it did then, it is disconnected, and so is a member owed
@@ -34,10 +39,10 @@ import sys
 import unicodedata
 
 from eventloop import AsyncChat, Listener, format_address
-from servers import (add_address_arguments, add_quiet_argument, add_tls_arguments,
+from servers import (TokenBucket, add_address_arguments, add_quiet_argument, add_tls_arguments,
                      cannot_listen, exits_on_ctrl_c, log_to_stderr, run_loop, tls_context_from)
 
-__all__ = ["DEFAULT_PORT", "ChatRoom", "ChatChannel", "ChatServer", "FloodControl",
+__all__ = ["DEFAULT_PORT", "AddressFloods", "ChatRoom", "ChatChannel", "ChatServer", "FloodControl",
            "nick_error", "strip_telnet", "main"]
 
 DEFAULT_PORT = 8023
@@ -118,7 +123,7 @@ def nick_error(nick):
 
 
 class FloodControl:
-    """Two token buckets, lines and bytes: what one member may send to the room.
+    """Two token buckets, lines and bytes: what one client address may send to the room.
 
     Each refills at its rate per second up to its burst; a line of ``size`` bytes takes one
     line token and ``size`` byte tokens (a line longer than the byte burst needs a full
@@ -126,31 +131,86 @@ class FloodControl:
     means no limit.  Time is whatever clock the caller passes as ``now``.
     """
 
-    __slots__ = ("line_rate", "byte_rate", "line_burst", "byte_burst", "lines", "bytes", "stamp")
+    __slots__ = ("line_rate", "byte_rate", "line_burst", "byte_burst", "_lines", "_bytes")
 
     def __init__(self, line_rate, line_burst, byte_rate, byte_burst, now):
         self.line_rate, self.line_burst = line_rate, line_burst
         self.byte_rate, self.byte_burst = byte_rate, byte_burst
-        self.lines, self.bytes = float(line_burst), float(byte_burst)
-        self.stamp = now
+        self._lines = TokenBucket(line_rate, line_burst, now)
+        self._bytes = TokenBucket(byte_rate, byte_burst, now)
 
     def take(self, size, now):
         """Charge a line of ``size`` bytes and return 0 if the buckets allow it now;
         otherwise charge nothing and return how many seconds until they will."""
-        elapsed = max(0.0, now - self.stamp)
-        self.stamp = now
-        wait = 0.0
-        if self.line_rate:
-            self.lines = min(self.line_burst, self.lines + elapsed * self.line_rate)
-            wait = (min(1, self.line_burst) - self.lines) / self.line_rate
-        if self.byte_rate:
-            self.bytes = min(self.byte_burst, self.bytes + elapsed * self.byte_rate)
-            wait = max(wait, (min(size, self.byte_burst) - self.bytes) / self.byte_rate)
-        if wait > 1e-9:             # less is rounding in the refill: the tokens are there
+        wait = max(self._lines.wait(1, now), self._bytes.wait(size, now))
+        if wait:
             return wait
-        self.lines -= 1
-        self.bytes -= size
+        self._lines.spend(1)
+        self._bytes.spend(size)
         return 0.0
+
+    def charge(self, size, now):
+        """Charge a line of ``size`` bytes that goes whatever the buckets hold (their debt
+        bounded by one burst each)."""
+        self._lines.force(1, now)
+        self._bytes.force(size, now)
+
+    def full(self, now):
+        """Whether both buckets are full again by ``now`` (nothing to remember)."""
+        return self._lines.full(now) and self._bytes.full(now)
+
+
+class AddressFloods:
+    """The :class:`FloodControl` of each client address: every connection from one address
+    shares it, as IRC servers count a host's lines together, so that opening more
+    connections buys no more lines, and no more arrival notices.
+
+    An entry lives while a connection from its address is open, and after the last one
+    closes until its buckets are full again: an address that connects and hangs up in a loop
+    must not get a fresh burst each time.  So the table holds the addresses connected now
+    and those that left in the last few seconds (a forced charge leaves at most one burst
+    of debt: see :meth:`TokenBucket.force`).
+    """
+
+    def __init__(self, line_rate, line_burst, byte_rate, byte_burst):
+        self.limits = (line_rate, line_burst, byte_rate, byte_burst)
+        self._entries = {}                      # host -> [FloodControl, open connections]
+        self._idle = collections.OrderedDict()  # hosts with none open, in the order they left
+
+    def __len__(self):
+        return len(self._entries)
+
+    def acquire(self, host, now):
+        """A new connection from ``host``: its address's FloodControl."""
+        self._forget(now)
+        entry = self._entries.get(host)
+        if entry is None:
+            entry = self._entries[host] = [FloodControl(*self.limits, now), 0]
+        self._idle.pop(host, None)
+        entry[1] += 1
+        return entry[0]
+
+    def connections(self, host):
+        """How many connections from ``host`` are open."""
+        entry = self._entries.get(host)
+        return entry[1] if entry is not None else 0
+
+    def release(self, host, now):
+        """A connection from ``host`` closed."""
+        entry = self._entries[host]
+        entry[1] -= 1
+        if not entry[1]:
+            self._idle[host] = None
+        self._forget(now)
+
+    def _forget(self, now):
+        """Drop the idle entries, oldest first, whose buckets are full again."""
+        while self._idle:
+            host = next(iter(self._idle))
+            if not self._entries[host][0].full(now):
+                break
+            del self._idle[host]
+            del self._entries[host]
 
 
 class ChatRoom:
@@ -158,6 +218,14 @@ class ChatRoom:
 
     A member is any object with a ``nick`` attribute and a ``deliver(text)`` method; the
     room never touches sockets.  Nicknames are unique without regard to case.
+
+    A member may also have ``may_announce(text, departure)``: the room asks it before
+    telling everyone of its arrival, and an arrival it refuses is not announced (the member
+    is admitted all the same, and counted in ``unannounced``), nor is that member's
+    departure later; a departure whose arrival was announced is always announced, after
+    the member was asked (it is charged for it).  So the notices one member's comings and
+    goings send everyone are limited by whatever ``may_announce`` applies (the channel's
+    flood control: :meth:`ChatChannel.may_announce`).
     """
 
     #: Above this many members, arrivals and departures are not announced and a newcomer is
@@ -170,6 +238,7 @@ class ChatRoom:
         self._guest_numbers = itertools.count(1)
         self._outbox = collections.deque()  # broadcasts waiting for the one in progress
         self._delivering = False
+        self.unannounced = 0            # arrivals a member's may_announce kept quiet
 
     def guest_name(self):
         """The next ``guestN`` nobody is using."""
@@ -185,9 +254,19 @@ class ChatRoom:
         """Admit ``member`` under a guest name and tell the others."""
         member.nick = self.guest_name()
         self.members[member.nick.casefold()] = member
-        member_log.info("%s joined", member.nick)
-        if len(self.members) <= self.announce_limit:
-            self.broadcast("* %s has joined" % member.nick, exclude=member)
+        if not 1 < len(self.members) <= self.announce_limit:     # no one to tell, or a crowd
+            member_log.info("%s joined", member.nick)
+            return
+        text = "* %s has joined" % member.nick
+        ask = getattr(member, "may_announce", None)
+        if ask is None or ask(text, False):
+            member_log.info("%s joined", member.nick)
+            self.broadcast(text, exclude=member)
+        else:
+            member.arrival_unannounced = True
+            self.unannounced += 1
+            member_log.info("%s joined (not announced: over its address's flood limit; "
+                            "%d unannounced so far)", member.nick, self.unannounced)
 
     def leave(self, member, notice="has left"):
         """Remove ``member`` (once; later calls do nothing) and tell the others ``nick notice``."""
@@ -195,8 +274,13 @@ class ChatRoom:
             return
         del self.members[member.nick.casefold()]
         member_log.info("%s %s", member.nick, notice)
-        if len(self.members) < self.announce_limit:
-            self.broadcast("* %s %s" % (member.nick, notice))
+        if (0 < len(self.members) < self.announce_limit
+                and not getattr(member, "arrival_unannounced", False)):
+            text = "* %s %s" % (member.nick, notice)
+            ask = getattr(member, "may_announce", None)
+            if ask is not None:
+                ask(text, True)
+            self.broadcast(text)
 
     def rename(self, member, nick):
         """Give ``member`` a new nickname; returns an error message, or None on success."""
@@ -240,17 +324,20 @@ class ChatChannel(AsyncChat):
     """One client: lines in, commands and messages out, through ``room``.
 
     The limits are class attributes; ``flood_lines``, ``flood_bytes`` and
-    ``progress_timeout`` may also be given to the constructor.
+    ``progress_timeout`` may also be given to the constructor, or ``floods``, an
+    :class:`AddressFloods` whose limits and per-address buckets it then uses.
 
     What a member can be owed is bounded twice.  Once it owes more than ``max_queued``
     bytes it is looked at every ``progress_timeout`` seconds (T) and cut unless it keeps
     reading and, from the second look on, owes less at each look than at the one before;
     so it never owes more than ``max_queued`` and one line plus what the others send it in
-    2T.  In 2T one sender's lines add at most ``flood_byte_burst + 2T * flood_bytes`` bytes
+    2T.  In 2T one address's lines add at most ``flood_byte_burst + 2T * flood_bytes`` bytes
     of text (as delivered: an invalid byte becomes the 3 of U+FFFD) plus 29 bytes of
     ``<nick> `` and CRLF for each of at most ``flood_line_burst + 2T * flood_lines`` lines:
-    with the defaults, 98,304 + 29 * 220 = 104,684 bytes per sender.  And whatever the
-    number of senders, beyond ``max_queued_hard`` (1 MiB) it is cut at once.
+    with the defaults, 98,304 + 29 * 220 = 104,684 bytes per sending address (flood control
+    is per address when the channel is given ``floods``, as :class:`ChatServer` does; per
+    channel otherwise).  And whatever the number of senders, beyond ``max_queued_hard``
+    (1 MiB) it is cut at once.
     """
 
     max_line = 1024             # bytes in one input line, terminator excluded
@@ -267,7 +354,10 @@ class ChatChannel(AsyncChat):
     flood_bytes = 4096.0        # bytes per second, sustained
     flood_byte_burst = 16384    # bytes at once
 
-    _flood = None               # its FloodControl, made when it first talks to the room
+    _flood = None               # its FloodControl: its address's, or made when first needed
+    _floods = None              # the AddressFloods it took _flood from, if any,
+    _flood_host = None          # under this client address
+    arrival_unannounced = False  # set by the room when its arrival was kept quiet
     _held = b""                 # input read but not yet acted on, while it is paused ...
     _held_pos = 0               # ... from this offset, which is the start of a line
     _behind = None              # while it owes over max_queued: queued_bytes at the last look,
@@ -279,7 +369,7 @@ class ChatChannel(AsyncChat):
     handshake_timeout = 10.0
 
     def __init__(self, sock, room, map=None, *, flood_lines=None, flood_bytes=None,
-                 progress_timeout=None, tls_context=None):
+                 progress_timeout=None, tls_context=None, floods=None):
         AsyncChat.__init__(self, sock, map)
         if flood_lines is not None:
             self.flood_lines = flood_lines
@@ -287,6 +377,14 @@ class ChatChannel(AsyncChat):
             self.flood_bytes = flood_bytes
         if progress_timeout is not None:
             self.progress_timeout = progress_timeout
+        if floods is not None:
+            # Shared with every other connection from this address (their limits, too).
+            self.flood_lines, self.flood_line_burst, self.flood_bytes, \
+                self.flood_byte_burst = floods.limits
+            # (No address: the peer was gone before it was asked; it shares the None entry.)
+            self._flood_host = self.addr[0] if self.addr else None
+            self._flood = floods.acquire(self._flood_host, self.reactor.clock())
+            self._floods = floods
         self.set_terminator(b"\n")
         self.room = room
         self.nick = None
@@ -359,10 +457,7 @@ class ChatChannel(AsyncChat):
         if not (self.flood_lines or self.flood_bytes):
             return 0.0
         now = self.reactor.clock()
-        if self._flood is None:
-            self._flood = FloodControl(self.flood_lines, self.flood_line_burst,
-                                       self.flood_bytes, self.flood_byte_burst, now)
-        wait = self._flood.take(len(text.encode("utf-8")), now)
+        wait = self._flood_control(now).take(len(text.encode("utf-8")), now)
         if wait and not self._told_flood:
             self._told_flood = True
             limits = [("%g lines" % self.flood_lines) if self.flood_lines else "",
@@ -370,6 +465,27 @@ class ChatChannel(AsyncChat):
             member_log.info("%s sends more than %s a second: its input is paused while it does",
                      self.nick, " or ".join(filter(None, limits)))
         return wait
+
+    def _flood_control(self, now):
+        """Its FloodControl (a channel made without ``floods`` has one of its own)."""
+        if self._flood is None:
+            self._flood = FloodControl(self.flood_lines, self.flood_line_burst,
+                                       self.flood_bytes, self.flood_byte_burst, now)
+        return self._flood
+
+    def may_announce(self, text, departure):
+        """Whether the room may tell everyone ``text`` about this member's arrival: only
+        if its flood control has the tokens for it, as for a line it sent (which it is
+        charged for).  A departure always may, and is charged all the same, so that
+        connecting and hanging up in a loop gets no more notices out than the limit."""
+        if not (self.flood_lines or self.flood_bytes):
+            return True
+        now = self.reactor.clock()
+        size = len(text.encode("utf-8"))
+        if departure:
+            self._flood_control(now).charge(size, now)
+            return True
+        return not self._flood_control(now).take(size, now)
 
     def _release(self):
         """The tokens are back: act on the held lines, until the limit is hit again."""
@@ -488,21 +604,48 @@ class ChatChannel(AsyncChat):
         self.close()
         self.leave("has left")
 
+    def close(self):
+        AsyncChat.close(self)
+        floods, self._floods = self._floods, None
+        if floods is not None:
+            floods.release(self._flood_host, self.reactor.clock())
+
 
 class ChatServer(Listener):
     """The listener: every connection joins ``self.room``; the limits given (None: the
-    channel class's own) go to each channel."""
+    channel class's own) go to each channel, and flood control is per client address:
+    the connections from one address share one :class:`FloodControl` (``self.floods``)."""
 
     channel = ChatChannel
+    #: Connections one address may hold at once (0: no limit); one more is told so and
+    #: closed.  IRC servers allow a handful (ngircd 5); 16 leaves room for a shared address.
+    max_per_ip = 16
 
     def __init__(self, host="", port=DEFAULT_PORT, *, map=None, flood_lines=None,
-                 flood_bytes=None, progress_timeout=None, tls_context=None):
+                 flood_bytes=None, progress_timeout=None, tls_context=None, max_per_ip=None):
         Listener.__init__(self, host, port, map=map)
+        if max_per_ip is not None:
+            self.max_per_ip = max_per_ip
         self.room = ChatRoom()
-        self.limits = {"flood_lines": flood_lines, "flood_bytes": flood_bytes,
-                       "progress_timeout": progress_timeout, "tls_context": tls_context}
+        channel = self.channel
+        self.floods = AddressFloods(
+            channel.flood_lines if flood_lines is None else flood_lines, channel.flood_line_burst,
+            channel.flood_bytes if flood_bytes is None else flood_bytes, channel.flood_byte_burst)
+        self.limits = {"progress_timeout": progress_timeout, "tls_context": tls_context,
+                       "floods": self.floods}
 
     def handle_accepted(self, sock, addr):
+        if self.max_per_ip and self.floods.connections(addr[0]) >= self.max_per_ip:
+            member_log.info("connection from %s refused: %d from that address already",
+                            format_address(addr), self.max_per_ip)
+            if self.limits["tls_context"] is None:
+                try:                # one short line fits an empty send buffer: never blocks
+                    sock.send(b"* too many connections from your address (the limit is %d)\r\n"
+                              % self.max_per_ip)
+                except OSError:
+                    pass
+            sock.close()
+            return
         member_log.info("connection from %s", format_address(addr))
         self.channel(sock, self.room, map=self._map, **self.limits)
 
@@ -518,27 +661,43 @@ def _rate(text):
     return value
 
 
+def _count(text):
+    """argparse type for a count: a whole number >= 0 (0: no limit)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a whole number: %r" % text) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more, got %s" % text)
+    return value
+
+
 @exits_on_ctrl_c
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m servers.chat",
         usage="%(prog)s [PORT] [-b ADDR] [--flood-lines N] [--flood-bytes N] "
-              "[--progress-timeout S] [-q] [--tls-cert PATH [--tls-key PATH]]",
+              "[--progress-timeout S] [--max-per-ip N] [-q] [--tls-cert PATH [--tls-key PATH]]",
         description="A chat room for telnet and nc clients: every line goes to everyone "
                     "else; /help lists the commands.")
     add_address_arguments(parser, DEFAULT_PORT,
                           "TCP port (default %(default)s; 0 picks a free one)")
     parser.add_argument("--flood-lines", type=_rate, default=ChatChannel.flood_lines,
-                        metavar="N", help="lines a second one member may send, after a burst "
+                        metavar="N", help="lines a second the members connected from one "
+                        "address may send together, after a burst "
                         "of %d (default %%(default)g; 0: no limit)" % ChatChannel.flood_line_burst)
     parser.add_argument("--flood-bytes", type=_rate, default=ChatChannel.flood_bytes,
-                        metavar="N", help="bytes a second one member may send, after a burst "
+                        metavar="N", help="bytes a second the members connected from one "
+                        "address may send together, after a burst "
                         "of %d (default %%(default)g; 0: no limit)" % ChatChannel.flood_byte_burst)
     parser.add_argument("--progress-timeout", type=_rate, default=ChatChannel.progress_timeout,
                         metavar="S", help="seconds between looks at a member owed more than "
                         "%d bytes: one that has read nothing since the last look, or owes "
                         "more than then, is disconnected (default %%(default)g)"
                         % ChatChannel.max_queued)
+    parser.add_argument("--max-per-ip", type=_count, default=ChatServer.max_per_ip, metavar="N",
+                        help="connections one address may hold at once; one more is told so "
+                        "and closed (default %(default)s; 0: no limit)")
     add_quiet_argument(parser, "what each member does (connects, joins, renames, leaves)")
     add_tls_arguments(parser, password=False)
     args = parser.parse_args(argv)
@@ -550,7 +709,7 @@ def main(argv=None):
     try:
         server = ChatServer(args.bind, args.port, flood_lines=args.flood_lines,
                             flood_bytes=args.flood_bytes, progress_timeout=args.progress_timeout,
-                            tls_context=tls_context)
+                            tls_context=tls_context, max_per_ip=args.max_per_ip)
     except OSError as exc:
         return cannot_listen(parser.prog, args, exc)
     log.info("listening on %s (%s)", format_address(server.address),

@@ -4,6 +4,7 @@ readers and the progress timeout, the hard bound), awkward input (non-UTF-8, tel
 commands, control characters), a flood over real sockets, and three real nc clients talking
 through the command-line server."""
 import contextlib
+import itertools
 import math
 import os
 import select
@@ -20,9 +21,10 @@ from hypothesis import given, strategies as st
 
 from eventloop import DispatcherWithSend, Reactor
 from eventloop.testing import chunkings, memory_reactor, memory_socketpair, pump
-from servers.chat import HELP, ChatChannel, ChatRoom, ChatServer, FloodControl, strip_telnet
+from servers.chat import (HELP, AddressFloods, ChatChannel, ChatRoom, ChatServer, FloodControl,
+                          strip_telnet)
 
-from launchers import server_process
+from launchers import reactor_thread, server_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 5.0
@@ -71,15 +73,23 @@ class Peer:
 
 
 class Chat:
-    """A room and its channels on a memory reactor."""
+    """A room and its channels on a memory reactor; with ``per_address``, flood control is
+    shared per client address (:class:`AddressFloods`), as :class:`ChatServer` does it."""
 
-    def __init__(self):
+    def __init__(self, per_address=False):
         self.reactor = memory_reactor()
         self.room = ChatRoom()
+        c = ChatChannel
+        self.floods = AddressFloods(c.flood_lines, c.flood_line_burst, c.flood_bytes,
+                                    c.flood_byte_burst) if per_address else None
+        self._ports = itertools.count(40000)
 
-    def join(self, buffer_size=65536, **limits):
+    def join(self, buffer_size=65536, host=None, **limits):
+        """A new member, connected from ``host`` (a port of its own) if given."""
         ours, theirs = memory_socketpair(buffer_size=buffer_size)
-        channel = ChatChannel(ours, self.room, self.reactor.map)
+        if host is not None:
+            theirs.bind((host, next(self._ports)))
+        channel = ChatChannel(ours, self.room, self.reactor.map, floods=self.floods)
         for name, value in limits.items():
             setattr(channel, name, value)
         peer = Peer(theirs, channel)
@@ -502,6 +512,175 @@ def test_a_flooder_is_paused_and_a_10_kb_s_reader_gets_every_line():
             assert heard["<guest3> talker %d" % n] == t
     talk = [l for l in reader.lines if l.startswith("<guest3>")]
     assert talk == ["<guest3> talker %d" % n for n in range(1, len(talk) + 1)]
+
+
+# ------------------------------------------------- flood control per address
+SYBIL = "192.0.2.66"                # the address every connection of the attacker comes from
+
+
+class Sender:
+    """Writes ``stream`` into a memory peer as its buffer takes it (nc on a pipe)."""
+
+    def __init__(self, peer):
+        self.peer, self.pending = peer, b""
+
+    def push(self, data=b""):
+        self.pending += data
+        while self.pending:
+            try:
+                sent = self.peer.sock.send(self.pending[:65536])
+            except BlockingIOError:
+                return
+            self.pending = self.pending[sent:]
+
+
+@given(st.integers(1, 8))
+def test_connections_from_one_address_share_one_flood_budget(k):
+    """k connections from one address each send 60 lines of 1 KB at once: together they
+    reach the room at one bucket's rate (by time t at most the byte burst plus t times the
+    byte rate, and the line burst plus t times the line rate), as one connection alone does;
+    with a bucket per connection, k of them would send k times as much."""
+    chat = Chat(per_address=True)
+    watcher = chat.join(buffer_size=1 << 22, host="198.51.100.1")
+    sybils = [Sender(chat.join(host=SYBIL)) for _ in range(k)]
+    chat.settle(watcher, *(s.peer for s in sybils))
+    clock = chat.reactor.clock
+    start = clock.now
+    for n, sybil in enumerate(sybils):
+        sybil.push(b"".join(flood_line(1000 * n + i) + b"\n" for i in range(60)))
+    arrivals = []
+    while clock.now - start < 10.0:
+        chat.reactor.run_once(math.inf)
+        for sybil in sybils:
+            sybil.push()
+            sybil.peer.read()
+        arrivals += [clock.now - start for line in watcher.read() if line.startswith("<guest")]
+    c = ChatChannel
+    for count, t in enumerate(arrivals, 1):
+        assert count * FLOOD_LINE <= c.flood_byte_burst + c.flood_bytes * t + 1e-6, (count, t)
+        assert count <= c.flood_line_burst + c.flood_lines * t + 1e-6, (count, t)
+    # Not starved either: the address got its whole budget for the 10 s (or all it sent).
+    budget = (c.flood_byte_burst + c.flood_bytes * 10.0) // FLOOD_LINE
+    assert len(arrivals) >= min(60 * k, budget - 1)
+
+
+def test_a_10_kb_s_reader_stays_while_30_connections_each_within_the_limit_flood():
+    """The review's sybil attack in virtual time: 30 connections from one address each send
+    4 lines of 1 KB a second (one member's whole budget) for 60 s, and a member reads
+    10 KB/s through a small buffer.  Their address shares one 4 KiB/s budget, under what
+    the reader reads, so the reader is never cut and never owes more than a burst or so
+    (with a budget per connection it owed 1 MiB and was cut after about 40 s)."""
+    chat = Chat(per_address=True)
+    reader = chat.join(buffer_size=8192, host="198.51.100.1")
+    sybils = [Sender(chat.join(host=SYBIL)) for _ in range(30)]
+    chat.settle(reader, *(s.peer for s in sybils))
+    clock = chat.reactor.clock
+    read_at(chat.reactor, reader, 10_000, step=0.1)
+    lines = itertools.count()
+
+    def flood():
+        for sybil in sybils:
+            sybil.push(b"".join(flood_line(next(lines) % 100_000) + b"\n" for _ in range(4)))
+
+    chat.reactor.call_every(1.0, flood)
+    start, peak = clock.now, 0
+    for _ in range(1_000_000):
+        if clock.now - start >= 60.0 or not reader.channel.connected:
+            break
+        chat.reactor.run_once(math.inf)
+        for sybil in sybils:
+            sybil.peer.read()
+        peak = max(peak, reader.channel.queued_bytes)
+    assert reader.channel.connected, "the reader was cut after %.1f s" % (clock.now - start)
+    c = ChatChannel
+    assert peak <= c.flood_byte_burst + 2 * 1100, "the reader was made to owe %d bytes" % peak
+    got = [l for l in reader.read() if l.startswith("<guest")]
+    assert len(got) * FLOOD_LINE <= c.flood_byte_burst + c.flood_bytes * 60.0
+    assert len(got) * FLOOD_LINE >= c.flood_bytes * 50.0, "the address was starved"
+
+
+def test_join_and_leave_churn_is_charged_to_the_churners_address():
+    """2,000 connect-and-hang-up cycles from one address, a millisecond apart: each joins
+    (and is welcomed), but the others hear of arrivals and departures only as fast as the
+    address's line budget allows; every departure they hear of is one of an arrival they
+    heard of, and the rest are counted as unannounced."""
+    chat = Chat(per_address=True)
+    members = [chat.join(host="198.51.100.%d" % n) for n in range(1, 6)]
+    chat.settle(*members)
+    clock = chat.reactor.clock
+    start = clock.now
+    cycles = 2000
+    for _ in range(cycles):
+        churner = chat.join(host=SYBIL)
+        assert churner.read()[0].startswith("* welcome, guest")
+        churner.sock.close()
+        chat.settle()
+        clock.advance(0.001)
+    elapsed = clock.now - start
+    c = ChatChannel
+    notices = None
+    for member in members:
+        heard = member.read()
+        joined = [l for l in heard if l.endswith(" has joined")]
+        left = [l for l in heard if l.endswith(" has left")]
+        assert len(heard) == len(joined) + len(left)
+        assert [l.split()[1] for l in left] == [l.split()[1] for l in joined]
+        assert notices in (None, len(heard))
+        notices = len(heard)
+    # Each notice took a line token: at most the burst and the refill, plus one departure
+    # charged into debt.
+    assert notices <= c.flood_line_burst + c.flood_lines * elapsed + 1
+    assert notices >= c.flood_lines * elapsed, "the address could announce nothing"
+    assert chat.room.unannounced == cycles - notices // 2
+    print("\n%d join/leave cycles in %.1f s (virtual): %d notices to each member, %d "
+          "arrivals unannounced" % (cycles, elapsed, notices, chat.room.unannounced))
+
+
+def test_an_address_entry_lives_until_its_last_connection_closed_and_its_buckets_refilled():
+    floods = AddressFloods(10.0, 20, 4096.0, 16384)
+    a = floods.acquire("192.0.2.1", 0.0)
+    assert floods.acquire("192.0.2.1", 0.0) is a and len(floods) == 1
+    assert a.take(1000, 0.0) == 0
+    floods.release("192.0.2.1", 0.0)
+    floods.release("192.0.2.1", 0.0)
+    assert len(floods) == 1, "forgotten while its buckets were not full: a fresh burst"
+    assert floods.acquire("192.0.2.1", 0.1) is a
+    floods.release("192.0.2.1", 0.1)
+    floods.acquire("192.0.2.2", 1.0)       # a look at the table: 192.0.2.1 is full by now
+    assert len(floods) == 1 and floods.acquire("192.0.2.1", 1.0) is not a
+
+
+def test_an_address_holds_at_most_max_per_ip_connections():
+    """Over real sockets: with --max-per-ip 3, a fourth connection from 127.0.0.1 is told
+    why and closed, while one from 127.0.0.2 joins; once one of the three has gone, 127.0.0.1
+    may connect again."""
+    reactor = Reactor()
+    server = ChatServer("127.0.0.1", 0, map=reactor.map, max_per_ip=3)
+
+    def connect(source):
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT,
+                                        source_address=(source, 0))
+        return sock, sock.makefile("rb")
+
+    with reactor_thread(reactor):
+        three = [connect("127.0.0.1") for _ in range(3)]
+        for _, reader in three:
+            assert reader.readline().startswith(b"* welcome, guest")
+        sock, reader = connect("127.0.0.1")
+        assert reader.read() == b"* too many connections from your address (the limit is 3)\r\n"
+        sock.close()
+        other, other_reader = connect("127.0.0.2")
+        assert other_reader.readline().startswith(b"* welcome, guest")
+        three[0][0].sendall(b"/quit\r\n")
+        assert three[0][1].read().endswith(b"* bye, guest1\r\n")
+        deadline = time.monotonic() + TIMEOUT   # the server closes its side, then forgets it
+        while server.floods.connections("127.0.0.1") != 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        again, again_reader = connect("127.0.0.1")
+        assert again_reader.readline().startswith(b"* welcome, guest")
+        for sock, reader in three + [(other, other_reader), (again, again_reader)]:
+            reader.close()
+            sock.close()
 
 
 # ------------------------------------------------ flood control over real sockets

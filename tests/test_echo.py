@@ -19,8 +19,9 @@ from hypothesis import given, settings, strategies as st
 import servers.echo as echo_module
 import servers.time as time_module
 from eventloop import Reactor
-from eventloop.testing import VirtualClock, chunkings, drive, memory_reactor, memory_socketpair
-from servers import UDPServer
+from eventloop.testing import (VirtualClock, chunkings, drive, memory_reactor, memory_socketpair,
+                               pump)
+from servers import ReplyLimiter, UDPServer
 from servers.echo import EchoHandler, UDPEchoServer, start
 from servers.time import UDPTimeServer
 
@@ -331,7 +332,9 @@ class ScriptedSocket:
 @given(st.lists(st.tuples(st.sampled_from(["127.0.0.1", "10.1.2.3"]), st.integers(0, 65535)),
                 max_size=30))
 def test_a_datagram_is_answered_exactly_when_its_source_port_is_safe(sources):
-    reactor = Reactor(wakeup=False)
+    # The clock stands still: of the datagrams from one safe source, the first reply_burst
+    # are answered and the rest are over the rate.  Refused datagrams are not charged.
+    reactor = Reactor(clock=VirtualClock(), wakeup=False)
     udp = UDPEchoServer("127.0.0.1", 0, map=reactor.map)
     real, udp.socket = udp.socket, ScriptedSocket((b"x", addr) for addr in sources)
     try:
@@ -340,12 +343,112 @@ def test_a_datagram_is_answered_exactly_when_its_source_port_is_safe(sources):
         safe = [addr for addr in sources if addr[1] >= 1024 and addr[1] != udp.port
                 and addr[1] not in UDPServer.reflector_ports
                 and addr[1] not in UDPServer._ports_in_use]
-        assert udp.socket.sent == safe
+        answered = [addr for i, addr in enumerate(safe) if safe[:i].count(addr) < udp.reply_burst]
+        assert udp.socket.sent == answered
         assert udp.refused == len(sources) - len(safe)
+        assert udp.limited == len(safe) - len(answered)
     finally:
         udp.socket = real
         udp.close()
         reactor.close()
+
+
+# --------------------------------------------------------- replies per source
+@settings(deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.floats(0, 2, allow_nan=False)), max_size=200),
+       st.floats(0.5, 20), st.integers(1, 10))
+def test_replies_to_one_source_never_exceed_the_burst_plus_the_rate(arrivals, rate, burst):
+    """Whatever the arrivals, in any interval [t0, t1] one source gets at most
+    burst + rate * (t1 - t0) replies; and one that waits 1/rate between datagrams is never
+    refused."""
+    limiter = ReplyLimiter(rate, burst, max_sources=4)
+    now, allowed = 0.0, {}
+    for source, gap in arrivals:
+        now += gap
+        if limiter.allow(("192.0.2.1", 40000 + source), now):
+            allowed.setdefault(source, []).append(now)
+    for times in allowed.values():
+        for i in range(len(times)):
+            for j in range(i, len(times)):
+                assert j - i + 1 <= burst + rate * (times[j] - times[i]) + 1e-6
+    patient = ReplyLimiter(rate, burst, max_sources=1)
+    assert all(patient.allow(("192.0.2.1", 5000), k / rate) for k in range(3 * burst + 10))
+
+
+def test_the_source_table_is_bounded_and_evicts_the_least_recently_heard():
+    limiter = ReplyLimiter(1.0, 1, max_sources=100)
+    assert limiter.allow(("192.0.2.1", 40000), 0.0)
+    assert not limiter.allow(("192.0.2.1", 40000), 0.0)
+    for port in range(50000, 50099):           # 99 others: the table is full, 40000 oldest
+        limiter.allow(("192.0.2.2", port), 0.0)
+    assert len(limiter) == 100
+    assert not limiter.allow(("192.0.2.1", 40000), 0.0)    # still remembered: still empty
+    for port in range(60000, 60000 + 10_000):  # a spray of forged sources
+        limiter.allow(("198.51.100.1", port), 0.0)
+    assert len(limiter) == 100, "a spray of sources grew the table"
+    assert limiter.allow(("192.0.2.1", 40000), 0.0)         # evicted, so a fresh bucket
+
+
+class Stranger:
+    """A UDP server as one in another process would be: it does not know this process's
+    other UDP ports, so the port rule lets the other server's datagrams through (as it
+    does for a second instance on a non-default port)."""
+
+    def refusal(self, addr):
+        if addr[1] != self.port and addr[1] in UDPServer._ports_in_use:
+            return None
+        return UDPServer.refusal(self, addr)
+
+
+class StrangeEcho(Stranger, Counted):
+    pass
+
+
+class StrangeTime(Stranger, CountedTime):
+    pass
+
+
+def test_a_loop_between_two_instances_dies_at_the_reply_rate():
+    """Echo and time on ports the port rule does not know (the review's 9007 and 9037), one
+    datagram forged "from" time to echo, over real sockets on a reactor whose clock stands
+    still: each side answers its burst, then the first reply over the rate is dropped and
+    with it the only datagram in flight.  Another forged datagram a second later gets
+    exactly reply_rate more exchanges.  Without the limit the passes run out."""
+    reactor = Reactor(clock=VirtualClock(), wakeup=False)
+    echo = StrangeEcho("127.0.0.1", 0, map=reactor.map)
+    clock = StrangeTime("127.0.0.1", 0, map=reactor.map)
+    try:
+        assert echo.refusal(clock.address) is None and clock.refusal(echo.address) is None
+
+        def exchange(limited):
+            clock.socket.sendto(b"hello", ("127.0.0.1", echo.port))
+            pump(reactor, lambda: echo.limited + clock.limited == limited, timeout=TIMEOUT,
+                 max_passes=10_000)
+
+        exchange(1)
+        burst = UDPServer.reply_burst
+        assert (echo.answered, clock.answered, echo.limited, clock.limited) == (burst, burst, 1, 0)
+        reactor.clock.advance(1.0)
+        exchange(2)
+        more = burst + int(UDPServer.reply_rate)
+        assert (echo.answered, clock.answered, echo.limited, clock.limited) == (more, more, 2, 0)
+        # Nothing is left in flight: a pass that waits finds no datagram.
+        reactor.run_once(0.05)
+        assert (echo.answered, clock.answered) == (more, more)
+    finally:
+        echo.close()
+        clock.close()
+        reactor.close()
+
+
+def test_an_ordinary_client_is_answered_every_time():
+    """rdate and echo clients send one datagram per request, each from a new port: a
+    hundred in a row are all answered, by both servers."""
+    with two_reflectors() as (echo, clock):
+        for n in range(100):
+            assert ask(echo.port, b"%d" % n) == b"%d" % n
+            assert len(ask(clock.port)) == 4
+        assert echo.limited == clock.limited == 0
 
 
 def test_a_flood_of_forged_datagrams_logs_one_line_per_interval(caplog):

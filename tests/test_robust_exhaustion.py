@@ -108,11 +108,14 @@ class ServerProcess:
     def fds(self):
         return len(os.listdir("/proc/%d/fd" % self.pid))
 
-    def connect(self, rcvbuf=None):
+    def connect(self, rcvbuf=None, source="127.0.0.1"):
+        """A connection from ``source`` (any 127/8 address: the chat server's flood control
+        and connection cap are per client address)."""
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         s.settimeout(10)
+        s.bind((source, 0))
         s.connect(("127.0.0.1", self.port))
         return s
 
@@ -194,9 +197,9 @@ def echo_roundtrip(sock, payload):
     return got
 
 
-def chat_member(server, nick):
-    """A connected member named ``nick``, its welcome read."""
-    sock = server.connect()
+def chat_member(server, nick, source="127.0.0.1"):
+    """A connected member named ``nick``, from ``source``, its welcome read."""
+    sock = server.connect(source=source)
     reader = LineReader(sock)
     reader.until(lambda l: l.startswith(b"* welcome"))
     sock.sendall(b"/nick %s\r\n" % nick.encode())
@@ -218,7 +221,8 @@ NOFILE_LOW = 40
 
 @pytest.mark.parametrize("module", ["servers.chat", "servers.echo"])
 def test_out_of_descriptors_keeps_serving_backs_off_and_recovers(module, tmp_path):
-    server = ServerProcess(module, NOFILE_LOW, tmp_path / "server.log")
+    server = ServerProcess(module, NOFILE_LOW, tmp_path / "server.log",
+                           *(("--max-per-ip", "0") if module == "servers.chat" else ()))
     clients = []
     try:
         # Connections complete in the kernel's backlog whether or not the server can accept.
@@ -326,10 +330,11 @@ FLOOD_SECONDS = 5.0
 def test_a_flooder_is_paused_while_a_10_kb_s_reader_stays(tmp_path):
     server = ServerProcess("servers.chat", 1024, tmp_path / "server.log")
     try:
+        # The flooder's address is its own: the others are other people.
         flooder = chat_member(server, "flooder")
-        a = chat_member(server, "a")
-        b = chat_member(server, "b")
-        reader = chat_member(server, "reader")
+        a = chat_member(server, "a", "127.0.0.2")
+        b = chat_member(server, "b", "127.0.0.3")
+        reader = chat_member(server, "reader", "127.0.0.4")
         # The reader reads 1,000 bytes every 0.1 s (a timer on a reactor of its own).
         sock = reader[0]
         sock.setblocking(False)
@@ -485,11 +490,12 @@ def test_ten_thousand_connections_opened_held_and_abandoned(tmp_path):
     if n < WANTED:
         sys.stdout.write("\nRLIMIT_NOFILE hard limit is %d: holding %d connections, not %d\n"
                          % (hard, n, WANTED))
-    server = ServerProcess("servers.chat", hard, tmp_path / "server.log")
+    server = ServerProcess("servers.chat", hard, tmp_path / "server.log", "--max-per-ip", "0")
     socks = []
     try:
-        a = chat_member(server, "a")
-        b = chat_member(server, "b")
+        # The crowd comes from 127.0.0.1; a and b are other people, elsewhere.
+        a = chat_member(server, "a", "127.0.0.2")
+        b = chat_member(server, "b", "127.0.0.3")
         base_fds, base_rss = server.fds(), server.rss_kib()
         start = time.monotonic()
         worst = 0.0

@@ -64,11 +64,13 @@ def test_echo_round_trips_leak_neither_memory_nor_descriptors():
 
 
 def _churn(server, talk, count, fds0):
-    """Open, use and close ``count`` connections one after another; returns the RSS after the
-    first tenth (the warm-up)."""
+    """Open, use and close ``count`` connections one after another, from 200 loopback
+    addresses in turn (so that the chat room's per-address flood control sees 200 clients,
+    not one sending every line); returns the RSS after the first tenth (the warm-up)."""
     warm = None
     for i in range(count):
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10,
+                                      source_address=("127.0.0.%d" % (2 + i % 200), 0)) as s:
             talk(s, i)
         if i + 1 == max(1, count // 10):
             soak_echo._wait_for(lambda: server.fds() <= fds0, 10, "the server to close the connections")
