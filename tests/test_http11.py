@@ -302,6 +302,53 @@ def test_every_chunking_gives_the_same_events(data, fields, body, second):
     assert server_run(data.draw(chunkings(stream))) == whole
 
 
+@given(data=st.data(), body=bodies, tiny=st.booleans())
+def test_chunked_data_events_are_bounded_by_receives_not_chunks(data, body, tiny):
+    """However a chunked body is cut into chunks and into receives, its Data joins to the body, and
+    each receive yields at most one Data event: a body of many tiny chunks costs an event per
+    receive, not per chunk (the cost an attacker sending 1-byte chunks could otherwise multiply)."""
+    if tiny:
+        encoded = b"".join(b"1\r\n%c\r\n" % b for b in body) + b"0\r\n\r\n"
+    else:
+        encoded, _ = data.draw(hand_chunked(body))
+    head = b"POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+    receives = data.draw(chunkings(head + encoded))
+    conn = Connection(SERVER)
+    got = b""
+    for piece in receives:
+        conn.receive_data(piece)
+        events, _ = drain(conn)
+        datas = [ev.data for ev in events if type(ev) is Data]
+        assert len(datas) <= 1, (len(datas), piece)
+        got += b"".join(datas)
+    assert got == body
+    assert conn.their_state == DONE
+
+
+def test_a_receive_of_many_one_byte_chunks_is_one_data_event():
+    conn = Connection(SERVER)
+    conn.receive_data(b"POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      + b"1\r\nx\r\n" * 5000 + b"2;e=1\r\nyz\r\n1")
+    events, stop = drain(conn)
+    assert [type(ev) for ev in events] == [Request, Data] and stop is NEED_DATA
+    assert events[1].data == b"x" * 5000 + b"yz"
+    conn.receive_data(b"\r\nw\r\n0\r\nT: v\r\n\r\n")
+    events, stop = drain(conn)
+    assert [type(ev) for ev in events] == [Data, EndOfMessage] and stop is PAUSED
+    assert events[0].data == b"w" and events[1].trailers.get("t") == "v"
+
+
+def test_an_error_after_chunk_data_comes_after_that_data():
+    """Data read before a framing error is delivered first; the error follows, as before."""
+    conn = Connection(SERVER)
+    conn.receive_data(b"POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      + b"1\r\nx\r\n2\r\nyzX")
+    assert type(conn.next_event()) is Request
+    assert conn.next_event().data == b"xyz"
+    with pytest.raises(RemoteProtocolError, match="missing CRLF after chunk data"):
+        conn.next_event()
+
+
 @given(data=st.data(), body=bodies, status=st.sampled_from([100, 103, 200, 204, 304, 404]))
 def test_response_chunkings_give_the_same_events(data, body, status):
     encoded, _ = data.draw(hand_chunked(body))

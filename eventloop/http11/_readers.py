@@ -56,6 +56,7 @@ _LENIENT_CHUNK_SIZE_RE = re.compile(
     rf"([0-9A-Fa-f]{{1,16}})[ \t]*(?:;[ \t]*{TOKEN}[ \t]*(?:=[ \t]*{_CHUNK_EXT_VALUE}[ \t]*)?)*"
     .encode("latin-1"))
 _CHUNK_LINE_WHITESPACE_RE = re.compile(rb"[ \t](?:;|\Z)")
+_PLAIN_SIZE_LINE_RE = re.compile(rb"([0-9A-Fa-f]{1,16})\r\n")     # valid in both, and the usual one
 
 
 def _field_line_error(line):
@@ -418,13 +419,17 @@ class ChunkedReader:
     """Chunked body (RFC 9112 section 7.1): size lines with optional extensions, data, CRLF, trailers.
 
     ``strict`` (a request's body): no whitespace before a ";" or the CRLF of a size line.
+    Each ``read`` returns the data of every chunk it can complete or begin in ``buf`` as one Data
+    event, so the events a body makes are bounded by the receives, not by its number of chunks.
     """
 
     __slots__ = ("_state", "_remaining", "_scan", "_total", "_max_body", "_max_chunk_line", "_max_head",
-                 "_max_fields", "_size_re")
+                 "_max_fields", "_size_re", "_plain_size_re")
 
     def __init__(self, max_body, max_chunk_line, max_head, max_fields, strict=True):
         self._size_re = _CHUNK_SIZE_RE if strict else _LENIENT_CHUNK_SIZE_RE
+        self._plain_size_re = _PLAIN_SIZE_LINE_RE if max_chunk_line >= 16 else \
+            re.compile(rb"([0-9A-Fa-f]{1,%d})\r\n" % max_chunk_line if max_chunk_line > 0 else rb"(?!)")
         self._state = _SIZE
         self._remaining = 0
         self._scan = 0
@@ -435,57 +440,98 @@ class ChunkedReader:
         self._max_fields = max_fields
 
     def read(self, buf, closed):
-        # Each pass either returns or consumes a size line or a data CRLF, so the loop is bounded by len(buf).
+        # All the chunk data in ``buf`` comes out as one Data event: consecutive chunks' data is
+        # joined, so a body of tiny chunks costs one event per receive, not one per chunk.  ``pos``
+        # walks the buffer and what it passed is deleted once, at the end.  An error found after some
+        # data is left in the buffer: that data comes out first, and the next call raises.
+        state = self._state
+        if state == _DATA and len(buf) <= self._remaining:
+            if not buf:
+                return None
+            data = bytes(buf)           # the usual case of a large chunk: the buffer is all data
+            buf.clear()
+            self._remaining -= len(data)
+            if not self._remaining:
+                self._state = _DATA_END
+            return Data._new(data)
+        data = None                     # the data so far (a bytearray: no object per chunk)
+        pos = 0
+        end = len(buf)
+        scan = self._scan
+        plain_size = self._plain_size_re.match
+        # Each pass consumes a chunk's data, its CRLF or a size line, or stops: bounded by len(buf).
         while True:
-            state = self._state
             if state == _DATA:
-                if not buf:
-                    return None
-                n = self._remaining
-                if len(buf) <= n:
-                    data = bytes(buf)
-                    buf.clear()
+                if pos == end:
+                    break
+                stop = pos + self._remaining
+                if stop > end:
+                    stop = end
+                if data is None:
+                    data = buf[pos:stop]
                 else:
-                    data = bytes(buf[:n])
-                    del buf[:n]
-                self._remaining = n - len(data)
-                if not self._remaining:
-                    self._state = _DATA_END
-                return Data._new(data)
-            if state == _SIZE:
-                limit = self._max_chunk_line + 2
-                i = buf.find(b"\r\n", self._scan, limit)
-                if i < 0:
-                    if len(buf) >= limit:
-                        raise RemoteProtocolError(f"chunk-size line longer than {self._max_chunk_line} bytes")
-                    self._scan = max(len(buf) - 1, 0)
-                    return None
-                m = self._size_re.fullmatch(buf, 0, i)
-                if m is None:
-                    raise _chunk_line_error(bytes(buf[:i]), self._size_re is _CHUNK_SIZE_RE)
+                    data += buf[pos:stop]
+                self._remaining -= stop - pos
+                pos = stop
+                if self._remaining:
+                    break
+                state = _DATA_END
+            elif state == _DATA_END:
+                if end - pos < 2:
+                    if pos < end and buf[pos] != 13 and data is None:
+                        raise RemoteProtocolError("missing CRLF after chunk data")
+                    break
+                if buf[pos] != 13 or buf[pos + 1] != 10:
+                    if data is not None:
+                        break
+                    raise RemoteProtocolError("missing CRLF after chunk data")
+                pos += 2
+                state = _SIZE
+            elif state == _SIZE:
+                m = plain_size(buf, pos)        # the usual line, without extensions
+                if m is not None:
+                    i = m.end() - 2
+                else:
+                    limit = pos + self._max_chunk_line + 2
+                    i = buf.find(b"\r\n", pos + scan, limit)
+                    if i < 0:
+                        if end >= limit:
+                            if data is not None:
+                                break
+                            raise RemoteProtocolError(
+                                f"chunk-size line longer than {self._max_chunk_line} bytes")
+                        scan = max(end - pos - 1, 0)
+                        break
+                    m = self._size_re.fullmatch(buf, pos, i)
+                    if m is None:
+                        if data is not None:
+                            break
+                        raise _chunk_line_error(bytes(buf[pos:i]), self._size_re is _CHUNK_SIZE_RE)
                 size = int(m.group(1), 16)
-                del buf[:i + 2]
-                self._scan = 0
-                self._total += size
-                if self._max_body is not None and self._total > self._max_body:
+                total = self._total + size
+                if self._max_body is not None and total > self._max_body:
+                    if data is not None:
+                        break
                     raise RemoteProtocolError(f"body larger than {self._max_body} bytes", 413)
+                self._total = total
+                pos = i + 2
+                scan = 0
                 if size:
                     self._remaining = size
-                    self._state = _DATA
+                    state = _DATA
                 else:
-                    self._state = _TRAILERS
-                continue
-            if state == _DATA_END:
-                if len(buf) < 2:
-                    if buf[:1] not in (b"", b"\r"):
-                        raise RemoteProtocolError("missing CRLF after chunk data")
-                    return None
-                if buf[0] != 13 or buf[1] != 10:
-                    raise RemoteProtocolError("missing CRLF after chunk data")
-                del buf[:2]
-                self._state = _SIZE
-                continue
+                    state = _TRAILERS
+            else:
+                break
+        self._state = state
+        self._scan = scan
+        if pos:
+            del buf[:pos]
+        if data is not None:
+            return Data._new(bytes(data))
+        if state == _TRAILERS:
             return self._read_trailers(buf)
+        return None
 
     def _read_trailers(self, buf):
         if buf[:2] == b"\r\n":

@@ -52,6 +52,14 @@ def _seconds(text):
     return value
 
 
+def _connections(text):
+    """A number of connections: 1 or more."""
+    n = int(text) if text.isdigit() else 0
+    if n < 1:
+        raise argparse.ArgumentTypeError("not a number of connections (1 or more): %r" % text)
+    return n
+
+
 def _workers(text):
     """A number of worker processes: 1 or more."""
     try:
@@ -97,6 +105,11 @@ def parse_args(argv=None):
                         help="time allowed for a request head to arrive (default 10)")
     parser.add_argument("--keepalive-timeout", metavar="SECONDS", type=_seconds, default=5.0,
                         help="idle time before a keep-alive connection is closed (default 5)")
+    parser.add_argument("--connection-limit", metavar="N", type=_connections, default=None,
+                        help="connections served at once (default: as many as there are file "
+                             "descriptors); when reached, idle keep-alive connections, then the "
+                             "oldest ones still sending a request head, are closed to let new "
+                             "ones in")
     parser.add_argument("-p", "--protocol", metavar="VERSION", choices=PROTOCOLS,
                         default="HTTP/1.1",
                         help="the HTTP version to answer with: HTTP/1.1 (the default) or "
@@ -160,7 +173,8 @@ def main(argv=None):
         app = StaticFiles(args.directory, args.follow_symlinks, default_type=args.content_type)
     options = dict(max_body=args.max_body, head_timeout=args.head_timeout,
                    keepalive_timeout=args.keepalive_timeout, protocol=args.protocol,
-                   extra_headers=args.headers, tls_context=args.tls_context)
+                   extra_headers=args.headers, tls_context=args.tls_context,
+                   connection_limit=args.connection_limit)
     tls = args.tls_context is not None
     address = (args.bind, args.port)
 

@@ -119,6 +119,7 @@ class HTTPChannel(DispatcherWithSend):
     _in_process = False         # _process is running (it is not re-entered)
     _discarded = 0              # bytes read and dropped while lingering
     _pipelined = 0              # pipelined requests answered since the last turn given up
+    _head_held = 0              # (set in __init__ too, see there)
     _drain_callbacks = None
     _sink = None                # the handler's sink for the body being read (see body_sink)
 
@@ -139,6 +140,8 @@ class HTTPChannel(DispatcherWithSend):
         self._out = _Output(self, SocketWriter(sock, _DONTWAIT))
         self._clock = clock = server.clock
         self._last_io = self._since = now = clock()
+        self._head_held = 0         # bytes of a partial head, as counted by the server (an
+                                    # instance attribute: read on every read, a class one is slower)
         server.channels.add(self)
         self._read_at_once(now)
         if self.connected:
@@ -187,6 +190,12 @@ class HTTPChannel(DispatcherWithSend):
             self.interest_changed()
             self.conn.receive_data(b"")
         self._process()
+        if self.phase == HEAD:
+            held = self.conn.buffered_bytes
+            if held != self._head_held:
+                self.server.head_bytes_changed(self, held)     # (which may shed this channel)
+        elif self._head_held:
+            self.server.head_bytes_changed(self, 0)
 
     def handle_expt(self):
         # HTTP has no use for TCP urgent data, and unread it would be reported forever.
@@ -683,9 +692,24 @@ class HTTPChannel(DispatcherWithSend):
     def handle_close(self):
         self.close()
 
+    def shed(self, status, detail):
+        """Close now, to make room for other connections (see ``HTTPServer.shed_connections``
+        and ``head_bytes_changed``): a partial request head is answered ``status`` as far as
+        the kernel takes it, without lingering, so nothing of this connection is kept."""
+        if self.phase == HEAD and self.conn.buffered_bytes and not self._out.pending:
+            body = error_page(status, reason_for(status), detail)
+            resp = self.server.response_head(status, _HTML_FIELDS, CLOSE)
+            self._out.write(self.conn.send_head_and_body(resp, body))
+            if access_log.isEnabledFor(_INFO):
+                self._log_access("-", status, len(body))
+        if self.connected:
+            self.close()
+
     def close(self):
         req = self._req
         self._drain_callbacks = None
+        if self._head_held:
+            self.server.head_bytes_changed(self, 0)
         if self._room_held or self.phase == ROOM:
             self._drop_body()       # (a body sink is aborted by its request's _on_close)
         self.server.channels.discard(self)

@@ -7,13 +7,15 @@ application, the limits and timeouts, the :class:`~servers.http.budget.BodyBudge
 :class:`~servers.http.messages.ResponseHeads`.
 """
 import errno
+import heapq
 import logging
 import socket
+from collections import OrderedDict
 
 from eventloop import Dispatcher, get_reactor
 
 from .budget import BodyBudget
-from .channel import HTTPChannel, TLSHTTPChannel
+from .channel import HEAD, WAIT, HTTPChannel, TLSHTTPChannel
 from .messages import PROTOCOLS, SERVER_NAME, ResponseHeads, extra_fields
 from .static import StaticFiles
 
@@ -69,17 +71,23 @@ class HTTPServer(Dispatcher):
     ``reactor``: where to run (default: the default reactor); ``tls_context``: an
     ``ssl.SSLContext`` to serve HTTPS with (see :func:`eventloop.server_context`), the
     handshake bounded by ``head_timeout``.
+    ``connection_limit`` (waitress's name; default None: as many as there are descriptors):
+    connections served at once; when it is reached, or an accept fails for want of
+    descriptors, the connections worth least make room for new ones (:meth:`shed_connections`).
+    ``max_buffered_heads``: bytes of partial request heads held, across all connections
+    (default 32 MiB); beyond it the oldest partial heads are answered 408 and closed at once.
     ``server_address`` is the bound address (with the real port when port 0 was asked for).
     """
 
     accept_batch = 64
     linger_timeout = 2.0
+    shed_batch = 16         # connections closed at a time when short of them
 
     def __init__(self, address=("", 8000), app=None, *, sock=None, reactor=None,
                  max_body=1 << 20, head_timeout=10.0, keepalive_timeout=5.0, io_timeout=60.0,
                  backlog=1024, server_name=SERVER_NAME, channel_class=None,
                  max_buffered_bodies=None, protocol="HTTP/1.1", extra_headers=(),
-                 tls_context=None):
+                 tls_context=None, connection_limit=None, max_buffered_heads=32 << 20):
         if protocol not in PROTOCOLS:
             raise ValueError("protocol must be one of %s, not %r"
                              % (", ".join(PROTOCOLS), protocol))
@@ -106,6 +114,10 @@ class HTTPServer(Dispatcher):
         self.io_timeout = io_timeout
         self.server_name = server_name
         self.tls_context = tls_context
+        self.connection_limit = connection_limit
+        self.max_buffered_heads = max_buffered_heads
+        self.head_bytes = 0                 # held in partial request heads, all connections
+        self._heads = OrderedDict()         # channels holding some, oldest first
         self.channel_class = channel_class or (TLSHTTPChannel if tls_context else HTTPChannel)
         self.clock = reactor.clock
         self.channel_map = reactor.map
@@ -130,6 +142,7 @@ class HTTPServer(Dispatcher):
         # connection, though they never change: a plain listener's are kept in _socket_args.
         args = self._socket_args
         listener = self.socket
+        limit = self.connection_limit
         for _ in range(self.accept_batch):
             try:
                 if args is None:                # not a plain socket.socket: its own accept()
@@ -142,19 +155,75 @@ class HTTPServer(Dispatcher):
             except OSError as exc:
                 if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
                     continue
+                if exc.errno in (errno.EMFILE, errno.ENFILE) and \
+                        self.shed_connections("accept failed (%s)" % exc):
+                    continue
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    # Level-triggered readiness would spin; stop accepting for a moment.
-                    log.warning("accept failed (%s); pausing accepts for 0.5 s", exc)
-                    self.pause_reading()
-                    self.call_later(0.5, self.resume_reading)
+                    self._pause_accepting("accept failed (%s)" % exc)
                     return
                 raise
+            if limit is not None and len(self.channels) >= limit and \
+                    not self.shed_connections("%d connections (the connection limit)" % limit):
+                sock.close()            # every connection is busy: this one is refused
+                self._pause_accepting("%d connections, all busy (the connection limit)" % limit)
+                return
             try:
                 if not self._nodelay_inherited:
                     self._set_nodelay(sock)
                 self.channel_class(sock, addr, self)
             except OSError:
                 sock.close()
+
+    def _pause_accepting(self, why):
+        # Level-triggered readiness would spin; stop accepting for a moment.
+        log.warning("%s; pausing accepts for 0.5 s", why)
+        self.pause_reading()
+        self.call_later(0.5, self.resume_reading)
+
+    def shed_connections(self, why):
+        """Close up to ``shed_batch`` connections to make room for new ones (as nginx reuses
+        idle keep-alive connections when short of them): idle keep-alive ones (WAIT) first,
+        longest idle first, then ones still waiting for a request head (HEAD), oldest first:
+        they had the most time.  None with output queued.  True if any was closed (logged
+        with ``why``).
+
+        One pass over the connections for each batch: O(connections / shed_batch) per
+        connection let in."""
+        waiting, heads = [], []
+        for channel in self.channels:
+            if channel.phase == WAIT and not channel.queued_bytes:
+                waiting.append((channel._since, id(channel), channel))
+            elif channel.phase == HEAD and not channel.queued_bytes:
+                heads.append((channel._since, id(channel), channel))
+        victims = heapq.nsmallest(self.shed_batch, waiting)
+        if len(victims) < self.shed_batch:
+            victims += heapq.nsmallest(self.shed_batch - len(victims), heads)
+        for _, _, channel in victims:
+            channel.shed(503, "The server has too many connections; try again later.")
+        if victims:
+            log.warning("%s: closed %d connections to make room (%d idle, %d waiting for a head)",
+                        why, len(victims), min(len(victims), len(waiting)),
+                        max(len(victims) - len(waiting), 0))
+        return bool(victims)
+
+    def head_bytes_changed(self, channel, held):
+        """``channel`` now holds ``held`` bytes of a partial request head (0: none): keep the
+        server's total, and past ``max_buffered_heads`` answer the oldest partial heads 408
+        and close them until it fits.  O(1) per call, and per connection shed."""
+        self.head_bytes += held - channel._head_held
+        channel._head_held = held
+        heads = self._heads
+        if not held:
+            heads.pop(channel, None)
+            return
+        if channel not in heads:
+            heads[channel] = None
+        while self.head_bytes > self.max_buffered_heads and heads:
+            victim = next(iter(heads))
+            victim.shed(408, "The request head took too long: the server holds too many "
+                             "partial request heads.")
+            if victim._head_held:               # (not closed: account for it anyway)
+                self.head_bytes_changed(victim, 0)
 
     def _set_nodelay(self, sock):
         """Set TCP_NODELAY on an accepted socket.  Linux and the BSDs copy it from the
