@@ -31,6 +31,11 @@ protocol error, a timeout); nothing is kept here and the BodyBudget is not asked
 the body on while the handler answers, and sends ``100 Continue`` only when the handler asks,
 :meth:`HTTPRequest.send_continue`), else once the body is complete.
 
+Fairness: pipelined requests are answered at most ``_PIPELINE_BURST`` per turn of the loop;
+then the channel stops reading and takes the rest up in the next pass's callbacks, after
+every other connection's I/O (small responses never fill the output queue, so back-pressure
+alone would let one pipeline hold the loop).
+
 Back-pressure, the invariant that keeps memory bounded: output waits in the channel's
 :class:`eventloop.transport.OutputQueue`, and while anything is queued (the client reads
 slower than we write) or the application has not finished its response, the channel neither
@@ -88,6 +93,7 @@ _NO_BODY = frozenset({204, 304})
 _LINGER_MAX_BYTES = 1 << 20
 _DONTWAIT = int(getattr(socket, "MSG_DONTWAIT", 0))     # an int: IntFlag arithmetic is slow
 _GATHER_MIN = 16 << 10     # bodies from this size are not concatenated to their head
+_PIPELINE_BURST = 16       # pipelined requests answered per turn of the loop
 
 # What a channel does with the body of the request it reads: _body is None until its first
 # piece, then that piece (bytes), then a bytearray; or _DISCARD, when no one will read it.
@@ -112,6 +118,7 @@ class HTTPChannel(DispatcherWithSend):
     _room_held = False          # for that body in the server's BodyBudget
     _in_process = False         # _process is running (it is not re-entered)
     _discarded = 0              # bytes read and dropped while lingering
+    _pipelined = 0              # pipelined requests answered since the last turn given up
     _head_held = 0              # (set in __init__ too, see there)
     _drain_callbacks = None
     _sink = None                # the handler's sink for the body being read (see body_sink)
@@ -234,6 +241,13 @@ class HTTPChannel(DispatcherWithSend):
                         return
                     self.phase = HEAD
                     self._since = self._last_io
+                    self._pipelined += 1
+                    if self._pipelined >= _PIPELINE_BURST:
+                        # Fairness: others get their turn before the rest of this pipeline.
+                        self._pipelined = 0
+                        self.pause_reading()
+                        self.server._reactor.call_soon(self._resume_pipeline)
+                        return
                     continue
             try:
                 event = next_event()
@@ -293,6 +307,11 @@ class HTTPChannel(DispatcherWithSend):
             else:                               # ConnectionClosed
                 self._close_when_flushed()
                 return
+
+    def _resume_pipeline(self):
+        """Go on with the pipelined requests that waited for other connections' turn."""
+        if self.connected:
+            self._process()
 
     def _next_cycle(self):
         """Both sides are done with a request: wait for the next one."""

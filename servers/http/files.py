@@ -23,8 +23,9 @@ from .messages import parse_http_date
 
 __all__ = [
     "CONTENT_TYPES", "DEFAULT_TYPE", "INDEX_FILES", "RESOURCE_SHORTAGE", "MAX_RANGES",
-    "Resolved", "Root", "RangeResult", "ByteRanges", "content_type", "request_names", "resolve",
-    "listing_html", "etag_for", "evaluate_conditional",
+    "Resolved", "Root", "RangeResult", "ByteRanges", "content_type", "request_names",
+    "canonical_path", "resolve",
+    "listing_html", "listing_page", "MAX_LISTED", "MAX_LISTING_BYTES", "etag_for", "evaluate_conditional",
     "parse_range", "parse_ranges", "coalesce_ranges", "content_range", "byteranges_framing",
 ]
 
@@ -117,6 +118,7 @@ _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _DRIVE = re.compile(r"[A-Za-z]:", re.ASCII)
 # RFC 3986 pchar minus "%": characters a Location path may carry unencoded.
 _LOCATION_SAFE = "/%:@!$&'()*+,;=-._~"
+_PCHAR_SAFE = ":@!$&'()*+,;=-._~"       # what a path segment holds unencoded (RFC 3986)
 
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -179,6 +181,11 @@ def request_names(url_path: str) -> Optional[tuple]:
     None if it is not one that may be served: see :func:`resolve`."""
     if not url_path.startswith("/"):
         return None
+    if ("%" not in url_path and ":" not in url_path and "\\" not in url_path
+            and "\x00" not in url_path):
+        # Nothing to decode and no drive letter: only "." and ".." can make it unsafe.
+        names = tuple([raw for raw in url_path.split("/") if raw])
+        return None if "." in names or ".." in names else names
     names = []
     for raw in url_path.split("/"):
         if raw:
@@ -187,6 +194,19 @@ def request_names(url_path: str) -> Optional[tuple]:
                 return None
             names.append(segment)
     return tuple(names)
+
+
+def canonical_path(url_path: str) -> Optional[str]:
+    """One spelling of every raw request path that names the same thing: its decoded
+    components (:func:`request_names`) percent-encoded again, joined by single slashes, with
+    the trailing slash kept (it asks for the directory); None if the path may not be served."""
+    names = request_names(url_path)
+    if names is None:
+        return None
+    path = "/" + "/".join([quote(name, safe=_PCHAR_SAFE) for name in names])
+    if names and url_path.endswith("/"):
+        path += "/"
+    return path
 
 
 def _redirect_location(url_path: str, query: str) -> str:
@@ -601,7 +621,18 @@ def _listing_row(entry, link_target) -> tuple:
     row = (f'<tr class="{classes}"><td><a href="{html.escape(href, quote=True)}">'
            f'{html.escape(shown, quote=True)}</a></td>{size_cell}'
            f'<td class="date">{date}</td></tr>')
-    return (not is_dir, name.casefold(), name), row
+    return (not is_dir, name.casefold(), name), row, (st.st_mtime if st is not None else 0.0)
+
+
+#: Most entries a listing shows (the first ones by name), and most bytes of rows it holds:
+#: a page stays a few MB however large the directory.
+MAX_LISTED = 10_000
+MAX_LISTING_BYTES = 4 << 20
+
+
+def _by_name(entry):
+    name = entry.name
+    return name.casefold(), name
 
 
 def listing_html(url_path: str, fs_dir, entries=None, link_target=None) -> bytes:
@@ -616,13 +647,30 @@ def listing_html(url_path: str, fs_dir, entries=None, link_target=None) -> bytes
     symlink, *link_target(entry)* gives the ``os.stat`` of what a request for it would
     serve, or None if it would be refused: then the link is listed by name only (default:
     whatever the link leads to).  Directories come first, then files, each sorted
-    case-insensitively.
+    case-insensitively.  See :func:`listing_page` for the bound on its size.
+    """
+    return listing_page(url_path, fs_dir, entries, link_target)[0]
+
+
+def listing_page(url_path: str, fs_dir, entries=None, link_target=None,
+                 limit: int = MAX_LISTED, max_bytes: int = MAX_LISTING_BYTES) -> tuple:
+    """:func:`listing_html` and the newest modification time among the entries it shows:
+    ``(body, newest_mtime)`` (0.0 for none).
+
+    At most *limit* entries are shown, the first by name (case-insensitive), and rows stop
+    once they hold *max_bytes*; a line after the table says how many were left out, so a
+    huge directory costs a sort of its names and a bounded page, not a row per entry.
     """
     if link_target is None:
         link_target = _followed
     if entries is None:
         with os.scandir(fs_dir) as it:
             entries = list(it)
+    elif not isinstance(entries, list):
+        entries = list(entries)
+    total = len(entries)
+    if total > limit:
+        entries = sorted(entries, key=_by_name)[:limit]
     rows = sorted(_listing_row(entry, link_target) for entry in entries)
     shown_path = "/" + "/".join(
         part for part in unquote(url_path, errors="replace").split("/") if part)
@@ -639,11 +687,24 @@ def listing_html(url_path: str, fs_dir, entries=None, link_target=None) -> bytes
     if shown_path != "/":
         parts.append('<tr class="dir parent"><td><a href="../">Parent directory</a>'
                      '</td><td class="size">-</td><td class="date">-</td></tr>\n')
-    for _, row in rows:
+    size = 0
+    shown = 0
+    newest = 0.0
+    for _, row, mtime in rows:
+        size += len(row) + 1
+        if size > max_bytes:
+            break
         parts.append(row)
         parts.append("\n")
-    parts.append("</tbody>\n</table>\n</body>\n</html>\n")
-    return "".join(parts).encode("utf-8")
+        shown += 1
+        if mtime > newest:
+            newest = mtime
+    parts.append("</tbody>\n</table>\n")
+    if shown < total:
+        parts.append(f'<p class="omitted">{total - shown:,} of {total:,} entries are not '
+                     f'listed: a listing shows at most {limit:,}, the first by name.</p>\n')
+    parts.append("</body>\n</html>\n")
+    return "".join(parts).encode("utf-8"), newest
 
 
 # --------------------------------------------------------------------------

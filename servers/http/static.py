@@ -4,26 +4,30 @@
 ranges, several as ``multipart/byteranges``), index files, directory listings, and the 301 that
 adds a directory's slash.  :func:`send_file` answers any request with a file the handler chose.
 
-Speed comes from :class:`FileCache`: per key (a request path, or a file path) it keeps the
+Speed comes from :class:`FileCache`: per key (a request path in its canonical spelling, so
+that other spellings of it cost no entry of their own, or a file path) it keeps the
 prebuilt header fields and, for files up to ``small`` bytes, the body; each request revalidates
 the entry (inode, size, mtime and ctime must all be unchanged) with one ``os.stat``, or, for a
 file :class:`StaticFiles` found, by looking its path up again beneath the root, race-free (one
 ``fstatat`` for a file directly in the root, one more ``openat`` per directory on the way).
 Larger files are never read whole: the cache keeps a descriptor open on them and the channel
-sends them from it with ``os.sendfile``.
+sends them from it with ``os.sendfile``.  Directory listings are rendered once and served from
+:class:`ListingCache` while their directory is unchanged (one ``fstat``), for at most a second.
 """
 import collections
+import hashlib
 import logging
 import os
 import secrets
 import stat as stat_module
+import time
 import weakref
 
 from . import files
 from .app import Handler
 from .messages import http_date
 
-__all__ = ["StaticFiles", "FileCache", "send_file"]
+__all__ = ["StaticFiles", "FileCache", "ListingCache", "send_file"]
 
 log = logging.getLogger("servers.http")
 
@@ -92,7 +96,8 @@ class _Entry:
 
 
 class FileCache:
-    """Entries by key, bounded by count and by cached body bytes (oldest evicted first).
+    """Entries by key, bounded by count and by bytes of cached bodies and keys (oldest evicted
+    first).
 
     Files up to ``small`` bytes keep their body in the entry.  Larger ones keep an open
     descriptor instead, at most ``max_open`` of them (the least recently used is closed
@@ -201,7 +206,7 @@ class FileCache:
     def _put(self, key, entry):
         self.discard(key)
         entries = self._entries
-        size = len(entry.body) if entry.body is not None else 0
+        size = _key_size(key) + (len(entry.body) if entry.body is not None else 0)
         while entries and (len(entries) >= self.max_entries
                            or self._bytes + size > self.max_bytes):
             self.discard(next(iter(entries)))
@@ -212,8 +217,7 @@ class FileCache:
     def discard(self, key):
         entry = self._entries.pop(key, None)
         if entry is not None:
-            if entry.body is not None:
-                self._bytes -= len(entry.body)
+            self._bytes -= _key_size(key) + (len(entry.body) if entry.body is not None else 0)
             if entry.fd is not None:
                 del self._held[key]
                 _close_fd(entry)
@@ -471,11 +475,12 @@ class StaticFiles(Handler):
     """
 
     def __init__(self, root=".", follow_symlinks=False, cache=None, *,
-                 default_type=files.DEFAULT_TYPE):
+                 default_type=files.DEFAULT_TYPE, listings=None):
         self.root = os.path.abspath(root)
         self.follow_symlinks = follow_symlinks
         self.default_type = default_type
         self.cache = cache if cache is not None else FileCache()
+        self.listings = listings if listings is not None else ListingCache()
         self.tree = files.Root(self.root, follow_symlinks)
 
     def __repr__(self):
@@ -490,6 +495,16 @@ class StaticFiles(Handler):
         cache = self.cache
         tree = self.tree
         entry = cache._entries.get(path)
+        if entry is None:
+            # Files are cached under one spelling of their path (files.canonical_path): "//a"
+            # and "/%61" find the entry of "/a", and cost no entry of their own.
+            key = files.canonical_path(path)
+            if key is None:
+                return request.send_error(404, "File not found.")
+            if key != path:
+                entry = cache._entries.get(key)
+        else:
+            key = path
         if entry is not None:
             # The cached path: the entry is served while the request path still leads, beneath
             # the root, to the very file a race-free lookup vetted when the entry was made
@@ -503,12 +518,12 @@ class StaticFiles(Handler):
                 if entry.body is not None:
                     return serve_entry(request, entry)
                 try:
-                    fd = cache.open(path, entry)        # the held one, or opened beneath the root
+                    fd = cache.open(key, entry)         # the held one, or opened beneath the root
                 except (OSError, ValueError) as exc:
                     return _refuse(request, exc)
                 if fd is not None:
                     return _serve_and_release(request, cache, entry, fd)
-            cache.discard(path)
+            cache.discard(key)
         try:
             r = tree.lookup(path, request.query)
         except OSError as exc:
@@ -516,7 +531,7 @@ class StaticFiles(Handler):
         kind = r.kind
         if kind == "file":
             try:
-                entry, fd = cache.load(path, r.fs_path,
+                entry, fd = cache.load(key, r.fs_path,
                                        files.content_type(r.fs_path, self.default_type),
                                        root=tree, names=r.names, fd=r.fd)
             except (OSError, ValueError) as exc:
@@ -538,21 +553,118 @@ class StaticFiles(Handler):
         """Answer with the HTML listing of the directory ``request.path`` leads to: ``fs_dir``,
         its path or a descriptor open on it (which stays the caller's).  403 if it cannot be
         read.  A symlink in it is shown with its target's size and date only if a request for
-        it would be served."""
-        names = files.request_names(request.path)
+        it would be served.  The page comes from :class:`ListingCache` (rendered again only
+        when the directory changed or the page is older than its ``max_age``), with an ETag
+        and Last-Modified, so a conditional request gets 304 and HEAD renders nothing new."""
+        try:
+            st = os.fstat(fs_dir) if isinstance(fs_dir, int) else os.stat(fs_dir)
+            page = self.listings.page(request.path, fs_dir, st, self._render_listing)
+        except PermissionError:
+            return request.send_error(403, "No permission to list this directory.")
+        except OSError as exc:
+            return _refuse(request, exc)
+        status = files.evaluate_conditional(request.headers.get, page, page.etag, request.method)
+        if status is None:
+            request.respond(200, page.fields, page.body)
+        elif status == 304:
+            request.respond(304, page.validators)
+        else:
+            request.send_error(status)
+
+    def _render_listing(self, url_path, fs_dir):
+        """The listing page of ``fs_dir`` (see :func:`files.listing_page`)."""
+        names = files.request_names(url_path)
         link_target = None if names is None else _link_target(self.tree, names)
         fd = None
         try:
             if isinstance(fs_dir, int):
                 fd = os.open(".", _LIST_FLAGS, dir_fd=fs_dir)
-            body = files.listing_html(request.path, fs_dir if fd is None else fd,
+            return files.listing_page(url_path, fs_dir if fd is None else fd,
                                       link_target=link_target)
-        except PermissionError:
-            request.send_error(403, "No permission to list this directory.")
-        except OSError as exc:
-            _refuse(request, exc)
-        else:
-            request.respond(200, _HTML_FIELDS, body)
         finally:
             if fd is not None:
                 os.close(fd)
+
+
+class _Listing:
+    """One rendered listing page, valid while its directory's stamp is unchanged and until
+    ``expires``.  ``st_mtime`` (its Last-Modified time) lets it stand in for a stat in
+    :func:`files.evaluate_conditional`."""
+
+    __slots__ = ("stamp", "expires", "body", "etag", "st_mtime", "fields", "validators")
+
+    def __init__(self, stamp, expires, body, newest):
+        self.stamp = stamp
+        self.expires = expires
+        self.body = body
+        self.etag = '"%s"' % hashlib.blake2b(body, digest_size=12).hexdigest()
+        self.st_mtime = newest
+        last_modified = http_date(newest)
+        self.validators = (("Last-Modified", last_modified), ("ETag", self.etag))
+        self.fields = _HTML_FIELDS + self.validators
+
+
+class ListingCache:
+    """Rendered directory listings by request path (its decoded components), bounded by count
+    and bytes (least recently used evicted first).
+
+    A page is served again while one ``fstat`` of its directory finds the same identity and
+    change stamp (device, inode, mtime and ctime) and it is younger than ``max_age`` seconds
+    (or ten times what rendering it took, if more): the stamp catches entries added, removed
+    or renamed, the age bounds what it cannot see (a listed file's new size or date, a change
+    within the filesystem's timestamp tick).
+    Its ETag is a hash of the page, its Last-Modified the newest of the directory's and the
+    shown entries' modification times.
+    """
+
+    def __init__(self, max_entries=64, max_bytes=32 << 20, max_age=1.0, clock=time.monotonic):
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.max_age = max_age
+        self.clock = clock
+        self._pages = collections.OrderedDict()
+        self._bytes = 0
+
+    def page(self, url_path, fs_dir, st, render):
+        """The page for the directory ``fs_dir`` (whose stat is ``st``) served at
+        ``url_path``: the cached one if still valid, else ``render(url_path, fs_dir)``'s."""
+        key = files.request_names(url_path)
+        stamp = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+        pages = self._pages
+        now = self.clock()
+        page = pages.get(key) if key is not None else None
+        if page is not None:
+            if page.stamp == stamp and now < page.expires:
+                pages.move_to_end(key)
+                return page
+            self._discard(key)
+        body, newest = render(url_path, fs_dir)
+        done = self.clock()
+        # Kept for max_age from when it is ready, and at least ten times as long as it took:
+        # however slow the render, requests for one directory spend at most a tenth of the
+        # time rendering it.
+        expires = done + max(self.max_age, 10 * (done - now))
+        page = _Listing(stamp, expires, body, max(newest, st.st_mtime))
+        size = len(body) + _key_size(key) if key is not None else 0
+        if key is not None and size <= self.max_bytes:
+            while pages and (len(pages) >= self.max_entries
+                             or self._bytes + size > self.max_bytes):
+                self._discard(next(iter(pages)))
+            pages[key] = page
+            self._bytes += size
+        return page
+
+    def _discard(self, key):
+        page = self._pages.pop(key)
+        self._bytes -= len(page.body) + _key_size(key)
+
+    def __len__(self):
+        return len(self._pages)
+
+
+def _key_size(key):
+    """What a cache key costs in the cache's byte budget: its characters, plus an allowance for
+    the objects holding them."""
+    if type(key) is str:
+        return len(key) + 64
+    return sum(len(part) for part in key) + 64 * (len(key) + 1)
