@@ -163,6 +163,35 @@ def _banner(address, tls=False):
         scheme.upper(), host, port, scheme, url_host, port)
 
 
+def serve(prog, args, make_server, run=None):
+    """Serve as the command line asks (``args.bind``, ``args.port``, ``args.workers``,
+    ``args.tls_context``): ``make_server(address=...)`` in this process, or in each of the
+    ``--workers`` pre-forked processes ``make_server(sock=..., reactor=...)``; print the banner;
+    run the reactor (or ``run(server)``) until a signal.  Returns the exit status.  The one
+    start-up of servers.http and servers.wsgi."""
+    tls = args.tls_context is not None
+    address = (args.bind, args.port)
+    try:
+        if args.workers:
+            prefork = Prefork(address, args.workers,
+                              lambda sock, reactor: make_server(sock=sock, reactor=reactor))
+            print(_banner(prefork.bind(), tls), file=sys.stderr, flush=True)
+            code = prefork.run()
+            if prefork.stopped_by == signal.SIGINT:
+                interrupted()
+            return code
+        server = make_server(address=address)
+    except OSError as exc:
+        return cannot_listen(prog, args, exc)
+    print(_banner(server.server_address, tls), file=sys.stderr, flush=True)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    if run is None:
+        get_reactor().run()
+    else:
+        run(server)
+    return 0
+
+
 @exits_on_ctrl_c
 def main(argv=None):
     args = parse_args(argv)
@@ -175,27 +204,7 @@ def main(argv=None):
                    keepalive_timeout=args.keepalive_timeout, protocol=args.protocol,
                    extra_headers=args.headers, tls_context=args.tls_context,
                    connection_limit=args.connection_limit)
-    tls = args.tls_context is not None
-    address = (args.bind, args.port)
-
-    try:
-        if args.workers:
-            def setup(sock, reactor):
-                HTTPServer(app=app, sock=sock, reactor=reactor, **options)
-
-            prefork = Prefork(address, args.workers, setup)
-            print(_banner(prefork.bind(), tls), file=sys.stderr, flush=True)
-            code = prefork.run()
-            if prefork.stopped_by == signal.SIGINT:
-                interrupted()
-            return code
-        server = HTTPServer(address, app, **options)
-    except OSError as exc:
-        return cannot_listen(PROG, args, exc)
-    print(_banner(server.server_address, tls), file=sys.stderr, flush=True)
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-    get_reactor().run()
-    return 0
+    return serve(PROG, args, lambda **where: HTTPServer(app=app, **where, **options))
 
 
 if __name__ == "__main__":

@@ -13,10 +13,8 @@ import signal
 import sys
 
 from eventloop import get_reactor
-from servers import add_tls_arguments, cannot_listen, exits_on_ctrl_c, interrupted, \
-    tls_context_from
-from servers.http.__main__ import _banner, _seconds, _size, _workers, configure_logging
-from servers.http.workers import Prefork
+from servers import add_tls_arguments, exits_on_ctrl_c, tls_context_from
+from servers.http.__main__ import _seconds, _size, _workers, configure_logging, serve
 
 from .server import AppNotFound, WSGIServer, load_application
 
@@ -86,35 +84,21 @@ def main(argv=None):
                    max_body=args.max_body, head_timeout=args.head_timeout,
                    keepalive_timeout=args.keepalive_timeout,
                    multiprocess=(args.workers or 0) > 1, tls_context=args.tls_context)
-    tls = args.tls_context is not None
-    address = (args.bind, args.port)
-    try:
-        if args.workers:
-            def setup(sock, reactor):
-                WSGIServer(application=application, sock=sock, reactor=reactor, **options)
 
-            prefork = Prefork(address, args.workers, setup)
-            print(_banner(prefork.bind(), tls), file=sys.stderr, flush=True)
-            code = prefork.run()
-            if prefork.stopped_by == signal.SIGINT:
-                interrupted()
-            return code
-        server = WSGIServer(address, application, **options)
-    except OSError as exc:
-        return cannot_listen(PROG, args, exc)
-    print(_banner(server.server_address, tls), file=sys.stderr, flush=True)
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-    # A signal may land on an application thread: the wake-up descriptor makes the reactor's
-    # poll return, so the main thread runs the handler (Ctrl-C, SIGTERM) at once.
-    wakeup = get_reactor().signal_wakeup_fd()
-    if wakeup is not None:
-        signal.set_wakeup_fd(wakeup)
-    try:
-        get_reactor().run()
-    finally:
-        # (Ctrl-C goes on to exits_on_ctrl_c, SIGTERM's SystemExit to the interpreter.)
-        server.shutdown(args.graceful_timeout)
-    return 0
+    def run(server):
+        # A signal may land on an application thread: the wake-up descriptor makes the
+        # reactor's poll return, so the main thread runs the handler (Ctrl-C, SIGTERM) at once.
+        wakeup = get_reactor().signal_wakeup_fd()
+        if wakeup is not None:
+            signal.set_wakeup_fd(wakeup)
+        try:
+            get_reactor().run()
+        finally:
+            # (Ctrl-C goes on to exits_on_ctrl_c, SIGTERM's SystemExit to the interpreter.)
+            server.shutdown(args.graceful_timeout)
+
+    return serve(PROG, args, lambda **where: WSGIServer(application=application, **where,
+                                                         **options), run)
 
 
 if __name__ == "__main__":
