@@ -1,6 +1,7 @@
 """Starting what the tests talk to, with every wait bounded and everything stopped on leaving.
 
 * :func:`reactor_thread` runs a reactor in a thread (the servers of in-process tests);
+* :func:`wait_for` polls a condition with a deadline;
 * :func:`server_process` runs one of the project's servers as ``python -m servers.X 0 -b
   127.0.0.1 ...`` and yields the port it prints in its banner; on leaving it sends SIGINT and
   checks that the server exited without a traceback.
@@ -18,7 +19,15 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 10.0
 
-__all__ = ["ROOT", "TIMEOUT", "reactor_thread", "server_process", "read_until"]
+__all__ = ["ROOT", "TIMEOUT", "reactor_thread", "server_process", "read_until", "wait_for"]
+
+
+def wait_for(condition, timeout=TIMEOUT, step=0.01):
+    """Poll ``condition()`` every ``step`` seconds until it is true; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for %r" % condition
+        time.sleep(step)
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ import warnings
 
 import pytest
 
-from launchers import ROOT, TIMEOUT, read_until
+from launchers import ROOT, TIMEOUT, read_until, wait_for
 
 BANNER = rb"Serving HTTPS on 127\.0\.0\.1 port (\d+) \(https://127\.0\.0\.1:\d+/\)"
 
@@ -83,13 +83,6 @@ def served(pki, site):
 
 def curl(*args, check=True):
     return subprocess.run(["curl", "-sS", *args], capture_output=True, timeout=60, check=check)
-
-
-def wait_for(predicate, timeout=TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out waiting for %s" % predicate
-        time.sleep(0.02)
 
 
 # ------------------------------------------------------------------------ real clients

@@ -1,13 +1,14 @@
 """The README's code examples, run as written (so the README stays true)."""
+import contextlib
 import os
 import re
 import socket
-import threading
 
 from hypothesis import given, strategies as st
 
 import eventloop
 from eventloop.testing import chunkings, drive
+from launchers import reactor_thread
 from servers.echo import EchoHandler
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,6 +28,22 @@ def _first_python_block():
     return re.search(r"```python\n(.*?)```", text, re.S).group(1)
 
 
+@contextlib.contextmanager
+def _served_by_a_private_reactor():
+    """A new reactor as the default one (the README's examples use the default); yields
+    ``start()``, which runs it in a thread until the ``with`` block ends."""
+    reactor = eventloop.Reactor()
+    old = eventloop.set_reactor(reactor)
+    try:
+        with contextlib.ExitStack() as stack:
+            yield lambda: stack.enter_context(reactor_thread(reactor))
+    finally:
+        eventloop.set_reactor(old)
+        for ch in list(reactor.map.values()):
+            ch.close()
+        reactor.close()
+
+
 def test_first_reactor_program_echoes():
     """The README's first example, on an ephemeral port and a private reactor."""
     code = _first_python_block()
@@ -34,24 +51,13 @@ def test_first_reactor_program_echoes():
     code = code.replace("EchoServer(8007)\neventloop.loop()", "")
     namespace = {}
     exec(compile(code, "README.md", "exec"), namespace)
-    reactor = eventloop.Reactor()
-    old = eventloop.set_reactor(reactor)
-    try:
+    with _served_by_a_private_reactor() as start:
         server = namespace["EchoServer"](0)
         port = server.socket.getsockname()[1]
-        thread = threading.Thread(target=reactor.run, daemon=True)
-        thread.start()
+        start()
         with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
             c.sendall(b"hello")
             assert c.recv(100) == b"hello"
-        reactor.call_soon_threadsafe(reactor.stop)
-        thread.join(10)
-        assert not thread.is_alive()
-    finally:
-        eventloop.set_reactor(old)
-        for ch in list(reactor.map.values()):
-            ch.close()
-        reactor.close()
 
 
 def test_echo_over_tls_example(pki):
@@ -63,24 +69,13 @@ def test_echo_over_tls_example(pki):
     assert 'TLSEchoServer("127.0.0.1", 8443)\neventloop.loop()' in code
     code = code.replace('TLSEchoServer("127.0.0.1", 8443)\neventloop.loop()', "")
     code = code.replace('"cert.pem"', repr(pki["cert"])).replace('"key.pem"', repr(pki["key"]))
-    reactor = eventloop.Reactor()
-    old = eventloop.set_reactor(reactor)
-    try:
+    with _served_by_a_private_reactor() as start:
         namespace = {}
         exec(compile(code, "README.md", "exec"), namespace)
         server = namespace["TLSEchoServer"]("127.0.0.1", 0)
-        thread = threading.Thread(target=reactor.run, daemon=True)
-        thread.start()
+        start()
         context = ssl.create_default_context(cafile=pki["ca"])
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
             with context.wrap_socket(raw, server_hostname="localhost") as c:
                 c.sendall(b"hello over TLS")
                 assert c.recv(100) == b"hello over TLS"
-        reactor.call_soon_threadsafe(reactor.stop)
-        thread.join(10)
-        assert not thread.is_alive()
-    finally:
-        eventloop.set_reactor(old)
-        for ch in list(reactor.map.values()):
-            ch.close()
-        reactor.close()

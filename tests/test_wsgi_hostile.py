@@ -22,19 +22,12 @@ import time
 
 import pytest
 
-from launchers import ROOT, read_until
+from launchers import ROOT, read_until, wait_for
 from wsgi_apps import HELLO, Recorder, hello, serve
 from test_wsgi_server import Reader, connect, get
 
 TIMEOUT = 10.0
 KIB, MIB = 1 << 10, 1 << 20
-
-
-def wait_for(condition, timeout=TIMEOUT, step=0.01):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting for %r" % condition
-        time.sleep(step)
 
 
 def wait_until_stable(read, window=0.3, timeout=TIMEOUT):
